@@ -1,0 +1,82 @@
+//! Engine configuration.
+
+use std::time::Duration;
+
+/// Per-shard throughput limits (Kinesis defaults; see DESIGN.md section 4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Whether throughput limits are enforced at all (default `true`; off for raw-speed
+    /// benchmarks). Size and count limits of requests always hold.
+    pub enabled: bool,
+    /// Write bytes per second and shard (default 1 MiB).
+    pub shard_write_bytes_per_sec: u64,
+    /// Written records per second and shard (default 1000).
+    pub shard_write_records_per_sec: u64,
+    /// `GetRecords` calls per second and shard (default 5).
+    pub shard_read_calls_per_sec: u64,
+    /// Read bytes per second and shard (default 2 MiB).
+    pub shard_read_bytes_per_sec: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use shared_proto::limits::*;
+        Limits {
+            enabled: true,
+            shard_write_bytes_per_sec: SHARD_WRITE_BYTES_PER_SEC,
+            shard_write_records_per_sec: SHARD_WRITE_RECORDS_PER_SEC,
+            shard_read_calls_per_sec: SHARD_READ_CALLS_PER_SEC,
+            shard_read_bytes_per_sec: SHARD_READ_BYTES_PER_SEC,
+        }
+    }
+}
+
+impl Limits {
+    /// No throughput limits.
+    pub fn disabled() -> Self {
+        Limits {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// Configuration of an engine; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Throughput limits (default: the Kinesis limits, enforced).
+    pub limits: Limits,
+    /// How long a shard iterator stays valid (default 300 s).
+    pub iterator_ttl: Duration,
+    /// How long a stream stays `CREATING`, `UPDATING` or `DELETING` (default 0: at once).
+    pub stream_delay: Duration,
+    /// How long a DynamoDB table stays `CREATING` (default 0: at once).
+    pub table_delay: Duration,
+    /// How often records and closed shards older than the retention period are removed
+    /// (default 60 s; `None`: only when [`crate::Engine::enforce_retention`] is called).
+    pub retention_check_interval: Option<Duration>,
+    /// Region in ARNs and in the ready-made SDK clients (default `us-east-1`).
+    pub region: String,
+    /// Account id in ARNs and error messages (default `000000000000`).
+    pub account_id: String,
+    /// Most shards (open and closed) one stream may have (default 10 000).
+    pub max_shards_per_stream: usize,
+    /// Largest request body accepted, in bytes (default 16 MiB).
+    pub max_request_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            iterator_ttl: shared_proto::limits::SHARD_ITERATOR_TTL,
+            stream_delay: Duration::ZERO,
+            table_delay: Duration::ZERO,
+            retention_check_interval: Some(Duration::from_secs(60)),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            max_shards_per_stream: 10_000,
+            max_request_bytes: 16 * 1024 * 1024,
+        }
+    }
+}

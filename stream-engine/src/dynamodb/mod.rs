@@ -1,0 +1,3 @@
+//! DynamoDB (the lease-table subset).
+
+pub mod api;

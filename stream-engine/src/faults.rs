@@ -1,0 +1,324 @@
+//! Fault injection: throttle or fail the next N calls of an operation (optionally for one
+//! shard), add latency, or pause the whole engine (an outage).
+
+use crate::error::ApiError;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What an injected fault does to a matching call.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// Answer `ProvisionedThroughputExceededException` (per record for `PutRecords` when the
+    /// rule names a shard).
+    Throttle,
+    /// Answer a 500 `InternalFailure` (per record `InternalFailure` for `PutRecords` when the
+    /// rule names a shard).
+    InternalError,
+    /// Answer this error code with HTTP 400 (e.g. `ThrottlingException`).
+    Error {
+        /// The AWS error code to return.
+        code: String,
+    },
+    /// Delay the call, then serve it normally.
+    Latency {
+        /// The added delay in milliseconds.
+        ms: u64,
+    },
+}
+
+impl FaultKind {
+    /// The error a call-level fault of this kind answers with (`None` for latency).
+    pub fn to_error(&self, operation: &str) -> Option<ApiError> {
+        match self {
+            FaultKind::Throttle => Some(ApiError::throughput_exceeded(format!(
+                "Rate exceeded for {operation} (injected fault)"
+            ))),
+            FaultKind::InternalError => Some(ApiError::internal(format!(
+                "Internal service failure in {operation} (injected fault)"
+            ))),
+            FaultKind::Error { code } => {
+                // Codes are few and static in practice; leak-free by matching known ones.
+                let code: &'static str = match code.as_str() {
+                    "ThrottlingException" => "ThrottlingException",
+                    "ProvisionedThroughputExceededException" => {
+                        "ProvisionedThroughputExceededException"
+                    }
+                    "RequestLimitExceeded" => "RequestLimitExceeded",
+                    "LimitExceededException" => "LimitExceededException",
+                    "AccessDeniedException" => "AccessDeniedException",
+                    "KMSThrottlingException" => "KMSThrottlingException",
+                    "KMSAccessDeniedException" => "KMSAccessDeniedException",
+                    "ServiceUnavailable" => "ServiceUnavailable",
+                    "ResourceNotFoundException" => "ResourceNotFoundException",
+                    "ValidationException" => "ValidationException",
+                    _ => "InternalFailure",
+                };
+                Some(ApiError::new(
+                    code,
+                    format!("{code} in {operation} (injected fault)"),
+                ))
+            }
+            FaultKind::Latency { .. } => None,
+        }
+    }
+}
+
+/// One fault-injection rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FaultRule {
+    /// Operation name as in `X-Amz-Target` (`PutRecords`, `GetRecords`, `UpdateItem`, …),
+    /// optionally qualified (`Kinesis.PutRecords`, `DynamoDB.PutItem`), or `*` for all.
+    pub operation: String,
+    /// Only calls (or, for `PutRecords`, records) of this shard; `None`: every call.
+    #[serde(default)]
+    pub shard_id: Option<String>,
+    /// What the fault does.
+    pub kind: FaultKind,
+    /// How many matching calls it affects; `None`: until cleared.
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+impl FaultRule {
+    fn matches(&self, service: &str, operation: &str, shard: Option<&str>) -> bool {
+        let op_ok = self.operation == "*"
+            || self.operation == operation
+            || self
+                .operation
+                .split_once('.')
+                .is_some_and(|(s, o)| s == service && o == operation);
+        op_ok && self.shard_id.as_deref() == shard
+    }
+}
+
+/// How the engine behaves during an outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageMode {
+    /// Requests are accepted but not answered until the outage ends (default).
+    #[default]
+    Hang,
+    /// Connections are closed without an answer (the client sees a connection error).
+    Refuse,
+}
+
+#[derive(Debug)]
+struct ActiveRule {
+    id: u64,
+    rule: FaultRule,
+    remaining: Option<u32>,
+}
+
+/// The engine's fault registry; reach it through [`crate::Engine::faults`].
+#[derive(Debug)]
+pub struct Faults {
+    rules: Mutex<Vec<ActiveRule>>,
+    next_id: AtomicU64,
+    outage: watch::Sender<Option<(Instant, OutageMode)>>,
+    injected: AtomicU64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rules: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            outage: watch::channel(None).0,
+            injected: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A shard-scoped rule seen by an operation; see [`Faults::shard_faults`].
+#[derive(Debug, Clone)]
+pub(crate) struct ShardFault {
+    pub id: u64,
+    pub shard_id: String,
+    pub kind: FaultKind,
+}
+
+impl Faults {
+    /// Adds a rule.
+    pub fn inject(&self, rule: FaultRule) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let remaining = rule.count;
+        self.rules.lock().push(ActiveRule {
+            id,
+            rule,
+            remaining,
+        });
+    }
+
+    /// Throttles the next `count` calls of `operation`.
+    pub fn throttle_next(&self, operation: &str, count: u32) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: None,
+            kind: FaultKind::Throttle,
+            count: Some(count),
+        });
+    }
+
+    /// Throttles the next `count` calls of `operation` that concern `shard_id` (for
+    /// `PutRecords`: the records routed to that shard, per record).
+    pub fn throttle_shard_next(&self, operation: &str, shard_id: &str, count: u32) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: Some(shard_id.into()),
+            kind: FaultKind::Throttle,
+            count: Some(count),
+        });
+    }
+
+    /// Fails the next `count` calls of `operation` with a 500 `InternalFailure`.
+    pub fn fail_next(&self, operation: &str, count: u32) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: None,
+            kind: FaultKind::InternalError,
+            count: Some(count),
+        });
+    }
+
+    /// Answers the next `count` calls of `operation` with the error `code` (HTTP 400).
+    pub fn error_next(&self, operation: &str, code: &str, count: u32) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: None,
+            kind: FaultKind::Error { code: code.into() },
+            count: Some(count),
+        });
+    }
+
+    /// Delays calls of `operation` (`*` for all) by `latency`, for the next `count` calls or
+    /// until cleared.
+    pub fn add_latency(&self, operation: &str, latency: Duration, count: Option<u32>) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: None,
+            kind: FaultKind::Latency {
+                ms: latency.as_millis() as u64,
+            },
+            count,
+        });
+    }
+
+    /// Starts an outage of `duration`: every call hangs (or its connection is closed) until it
+    /// ends.
+    pub fn pause(&self, duration: Duration, mode: OutageMode) {
+        self.outage
+            .send_replace(Some((Instant::now() + duration, mode)));
+    }
+
+    /// Ends an outage at once.
+    pub fn resume(&self) {
+        self.outage.send_replace(None);
+    }
+
+    /// Removes every rule and ends any outage.
+    pub fn clear(&self) {
+        self.rules.lock().clear();
+        self.resume();
+    }
+
+    /// How many faults (errors, latencies, per-record failures) have been injected so far.
+    pub fn injected_count(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// The outage in force, if any: its mode.
+    pub(crate) fn outage_mode(&self) -> Option<OutageMode> {
+        let current = *self.outage.borrow();
+        match current {
+            Some((until, mode)) if Instant::now() < until => Some(mode),
+            _ => None,
+        }
+    }
+
+    /// Waits until no outage is in force.
+    pub(crate) async fn wait_outage_over(&self) {
+        let mut rx = self.outage.subscribe();
+        loop {
+            let current = *rx.borrow_and_update();
+            match current {
+                Some((until, _)) if Instant::now() < until => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {}
+                        changed = rx.changed() => { if changed.is_err() { return; } }
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Takes (consumes one use of) the first call-level rule matching this call.
+    pub(crate) fn take(&self, service: &str, operation: &str) -> Option<FaultKind> {
+        self.take_scoped(service, operation, None)
+    }
+
+    /// Takes the first rule matching this call of this shard.
+    pub(crate) fn take_scoped(
+        &self,
+        service: &str,
+        operation: &str,
+        shard: Option<&str>,
+    ) -> Option<FaultKind> {
+        let mut rules = self.rules.lock();
+        if rules.is_empty() {
+            return None;
+        }
+        let pos = rules
+            .iter()
+            .position(|r| r.rule.matches(service, operation, shard))?;
+        let kind = rules[pos].rule.kind.clone();
+        Self::use_once(&mut rules, pos);
+        self.injected.fetch_add(1, Ordering::Relaxed);
+        Some(kind)
+    }
+
+    /// Shard-scoped rules for `operation`, without consuming them (see [`Self::consume`]).
+    pub(crate) fn shard_faults(&self, service: &str, operation: &str) -> Vec<ShardFault> {
+        let rules = self.rules.lock();
+        if rules.is_empty() {
+            return Vec::new();
+        }
+        rules
+            .iter()
+            .filter_map(|r| {
+                let shard = r.rule.shard_id.as_deref()?;
+                r.rule
+                    .matches(service, operation, Some(shard))
+                    .then(|| ShardFault {
+                        id: r.id,
+                        shard_id: shard.to_owned(),
+                        kind: r.rule.kind.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Consumes one use of the rule `id` (after it affected a call).
+    pub(crate) fn consume(&self, id: u64) {
+        let mut rules = self.rules.lock();
+        if let Some(pos) = rules.iter().position(|r| r.id == id) {
+            Self::use_once(&mut rules, pos);
+        }
+        self.injected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn use_once(rules: &mut Vec<ActiveRule>, pos: usize) {
+        if let Some(remaining) = rules[pos].remaining.as_mut() {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                rules.remove(pos);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Kinesis Data Streams: the in-memory [`model`] and its JSON [`api`].
+
+pub mod api;
+mod bucket;
+pub mod model;
