@@ -122,6 +122,7 @@ pub struct Faults {
     next_id: AtomicU64,
     outage: watch::Sender<Option<(Instant, OutageMode)>>,
     injected: AtomicU64,
+    held: AtomicU64,
 }
 
 impl Default for Faults {
@@ -131,6 +132,7 @@ impl Default for Faults {
             next_id: AtomicU64::new(1),
             outage: watch::channel(None).0,
             injected: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         }
     }
 }
@@ -232,6 +234,11 @@ impl Faults {
         self.injected.load(Ordering::Relaxed)
     }
 
+    /// How many requests an outage is holding right now (in [`OutageMode::Hang`]).
+    pub fn held_requests(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
     /// The outage in force, if any: its mode.
     pub(crate) fn outage_mode(&self) -> Option<OutageMode> {
         let current = *self.outage.borrow();
@@ -243,6 +250,18 @@ impl Faults {
 
     /// Waits until no outage is in force.
     pub(crate) async fn wait_outage_over(&self) {
+        struct Held<'a>(&'a AtomicU64);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        let _held = Held(&self.held);
+        self.wait_inner().await;
+    }
+
+    async fn wait_inner(&self) {
         let mut rx = self.outage.subscribe();
         loop {
             let current = *rx.borrow_and_update();

@@ -382,12 +382,12 @@ impl Api<'_> {
         let name = match (name, arn) {
             (Some(name), arn) => {
                 check_name("streamName", name)?;
-                if let Some(arn) = arn {
-                    if self.core.name_from_arn(arn)? != *name {
-                        return Err(ApiError::invalid_argument(
-                            "StreamName and StreamARN name different streams",
-                        ));
-                    }
+                if let Some(arn) = arn
+                    && self.core.name_from_arn(arn)? != *name
+                {
+                    return Err(ApiError::invalid_argument(
+                        "StreamName and StreamARN name different streams",
+                    ));
                 }
                 name.clone()
             }
@@ -526,10 +526,8 @@ impl Api<'_> {
                 "StreamCreationTimestamp": epoch_secs(s.created_ms).parse::<f64>().unwrap_or(0.0),
             })).collect::<Vec<_>>(),
         });
-        if has_more {
-            if let Some(last) = page.last() {
-                out["NextToken"] = json!(URL_SAFE_NO_PAD.encode(&last.name));
-            }
+        if has_more && let Some(last) = page.last() {
+            out["NextToken"] = json!(URL_SAFE_NO_PAD.encode(&last.name));
         }
         to_body(out)
     }
@@ -889,10 +887,10 @@ impl Api<'_> {
     }
 
     fn shard_fault(&self, op: &str, shard_id: &str) -> Result<(), ApiError> {
-        if let Some(kind) = self.faults.take_scoped(SERVICE, op, Some(shard_id)) {
-            if let Some(err) = kind.to_error(op) {
-                return Err(err);
-            }
+        if let Some(kind) = self.faults.take_scoped(SERVICE, op, Some(shard_id))
+            && let Some(err) = kind.to_error(op)
+        {
+            return Err(err);
         }
         Ok(())
     }

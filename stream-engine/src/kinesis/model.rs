@@ -417,13 +417,13 @@ impl KinesisCore {
         }
         let now = self.clock.now_ms();
         let mut streams = self.streams.write();
-        if let Some(existing) = streams.get(name) {
-            if !existing.refresh_is_deleted() {
-                return Err(ApiError::in_use(format!(
-                    "Stream {name} under account {} already exists.",
-                    self.config.account_id
-                )));
-            }
+        if let Some(existing) = streams.get(name)
+            && !existing.refresh_is_deleted()
+        {
+            return Err(ApiError::in_use(format!(
+                "Stream {name} under account {} already exists.",
+                self.config.account_id
+            )));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let shards: Vec<Shard> = HashKeyRange::split_evenly(count)
