@@ -78,7 +78,7 @@ impl Engine {
         let clock = Arc::new(Clock::new());
         let state = Arc::new(State {
             kinesis: kinesis::model::KinesisCore::new(config.clone(), clock.clone()),
-            dynamodb: dynamodb::api::DynamoCore::default(),
+            dynamodb: dynamodb::api::DynamoCore::new(config.clone(), clock.clone()),
             faults: Faults::default(),
             config: config.clone(),
             clock,

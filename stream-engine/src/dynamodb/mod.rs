@@ -1,3 +1,5 @@
-//! DynamoDB (the lease-table subset).
+//! DynamoDB, the subset a lease table needs: tables, items, expressions.
 
 pub mod api;
+pub mod expr;
+pub mod value;
