@@ -437,9 +437,16 @@ mod tests {
             Some("0.3".into())
         );
         assert_eq!(
-            d("99999999999999999999999999999999999999").checked_add(d("1")),
+            d("99999999999999999999999999999999999999").checked_add(d("0.1")),
             None,
-            "39 digits is too many"
+            "39 significant digits is too many"
+        );
+        assert_eq!(
+            d("99999999999999999999999999999999999999")
+                .checked_add(d("1"))
+                .map(|x| x.to_string()),
+            Some("100000000000000000000000000000000000000".into()),
+            "10^38 has one significant digit"
         );
         assert!(d("10") > d("9"));
         assert!(d("-10") < d("-9"));
