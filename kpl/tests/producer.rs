@@ -1,0 +1,476 @@
+//! The producer against the bundled engine over HTTP.
+
+mod common;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use kpl::{BuildError, Ordering, Producer, ProducerConfig, PutError, SendError, UserRecord};
+use std::collections::HashMap;
+use std::time::Duration;
+use stream_engine::OutageMode;
+
+/// Checks exactly-once delivery (dropping out-of-range sub-records as a KCL does) and per-key
+/// order of `key -> [0, 1, 2, …]` payloads `"{key}:{n}"`.
+fn check_delivery(read: &[ReadRecord], expected_per_key: &HashMap<String, usize>) {
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut delivered = 0;
+    // Parents are read before children (shard order), matching a KCL's processing order.
+    for r in read.iter().filter(|r| !r.out_of_range) {
+        let text = std::str::from_utf8(&r.data).expect("utf8");
+        let (key, n) = text.rsplit_once(':').expect("key:n");
+        assert_eq!(key, r.partition_key);
+        let n: usize = n.parse().expect("n");
+        let want = next.entry(key.to_owned()).or_insert(0);
+        assert_eq!(
+            n, *want,
+            "key {key}: expected record {want}, found {n} (order or duplicate)"
+        );
+        *want += 1;
+        delivered += 1;
+    }
+    assert_eq!(next.len(), expected_per_key.len(), "every key delivered");
+    for (k, &count) in expected_per_key {
+        assert_eq!(next.get(k).copied(), Some(count), "all records of {k}");
+    }
+    assert_eq!(delivered, expected_per_key.values().sum::<usize>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_records_arrive_once_in_order_and_in_range() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "bulk", 4).await;
+    let producer = Producer::builder(k.clone(), "bulk")
+        .build()
+        .await
+        .expect("producer");
+    let mut handles = Vec::with_capacity(100_000);
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for i in 0..100_000usize {
+        let key = format!("key-{}", i % 1000);
+        let n = per_key.entry(key.clone()).or_insert(0);
+        let data = format!("{key}:{n}");
+        *n += 1;
+        handles.push(
+            producer
+                .send(UserRecord::new(key, data))
+                .await
+                .expect("accepted"),
+        );
+    }
+    producer.flush().await;
+    let mut aggregated = 0;
+    for h in handles {
+        let outcome = tokio::time::timeout(Duration::from_secs(1), h)
+            .await
+            .expect("resolved by flush")
+            .expect("success");
+        assert_eq!(outcome.sequence_number.len(), 56);
+        assert!(outcome.shard_id.starts_with("shardId-"));
+        assert!(outcome.attempts.last().is_some_and(|a| a.succeeded()));
+        aggregated += usize::from(outcome.aggregated);
+    }
+    assert!(
+        aggregated > 90_000,
+        "aggregation on by default: {aggregated}"
+    );
+    let m = producer.metrics();
+    assert_eq!(m.user_records_put, 100_000);
+    assert_eq!(m.user_records_succeeded, 100_000);
+    assert_eq!(m.outstanding_records, 0);
+    assert!(
+        m.kinesis_records_sent < 10_000,
+        "{} Kinesis records",
+        m.kinesis_records_sent
+    );
+    let read = read_all(&k, "bulk").await;
+    assert!(
+        read.iter().all(|r| !r.out_of_range),
+        "every sub-record inside its shard's range"
+    );
+    check_delivery(&read, &per_key);
+    producer.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_at_five_times_capacity_loses_nothing_and_keeps_order() {
+    let engine = engine(true).await;
+    let k = engine.kinesis_client();
+    create(&k, "hot", 1).await;
+    let config = ProducerConfig {
+        aggregation_enabled: false,
+        record_ttl: Duration::from_secs(60),
+        rate_limit_percent: 500, // offer 5x the shard's capacity
+        retry_min_backoff: Duration::from_millis(20),
+        retry_max_backoff: Duration::from_millis(500),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::builder(k.clone(), "hot")
+        .config(config)
+        .build()
+        .await
+        .expect("producer");
+    let mut handles = Vec::new();
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    // 5000 records at once: five seconds' worth of the shard's 1000 records/s.
+    for i in 0..5000usize {
+        let key = format!("k{}", i % 50);
+        let n = per_key.entry(key.clone()).or_insert(0);
+        let data = format!("{key}:{n}");
+        *n += 1;
+        handles.push(
+            producer
+                .send(UserRecord::new(key, data))
+                .await
+                .expect("accepted"),
+        );
+    }
+    producer.flush().await;
+    for h in handles {
+        let outcome = h.await.expect("stored, not expired");
+        assert!(!outcome.aggregated);
+    }
+    let m = producer.metrics();
+    assert!(m.retries > 0, "throttled records were retried: {m:?}");
+    assert!(
+        m.throttles_by_shard
+            .get("shardId-000000000000")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert_eq!(m.user_records_failed, 0);
+    check_delivery(&read_all(&k, "hot").await, &per_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_and_merge_while_producing_lose_nothing() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "reshard", 2).await;
+    let producer = Producer::builder(k.clone(), "reshard")
+        .build()
+        .await
+        .expect("producer");
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for round in 0..30 {
+        if round == 10 {
+            k.split_shard()
+                .stream_name("reshard")
+                .shard_to_split("shardId-000000000000")
+                .new_starting_hash_key((u128::MAX / 4).to_string())
+                .send()
+                .await
+                .expect("split");
+        }
+        if round == 20 {
+            k.merge_shards()
+                .stream_name("reshard")
+                .shard_to_merge("shardId-000000000002")
+                .adjacent_shard_to_merge("shardId-000000000003")
+                .send()
+                .await
+                .expect("merge");
+        }
+        let mut handles = Vec::new();
+        for i in 0..300usize {
+            let key = format!("key-{}", i % 60);
+            let n = per_key.entry(key.clone()).or_insert(0);
+            let data = format!("{key}:{n}");
+            *n += 1;
+            handles.push(
+                producer
+                    .send(UserRecord::new(key, data))
+                    .await
+                    .expect("accepted"),
+            );
+        }
+        producer.flush().await;
+        for h in handles {
+            h.await.expect("stored");
+        }
+    }
+    let m = producer.metrics();
+    assert!(
+        m.shard_map_refreshes >= 2,
+        "shard map refreshed after each reshard: {m:?}"
+    );
+    let read = read_all(&k, "reshard").await;
+    // After the refresh nothing lands outside its shard: only aggregates sent with the stale
+    // map (in the round right after a reshard) can hold out-of-range sub-records, and every one
+    // of those was sent again inside the right shard.
+    let out_of_range = read.iter().filter(|r| r.out_of_range).count();
+    eprintln!("out-of-range sub-records: {out_of_range} of {}", read.len());
+    assert!(
+        out_of_range <= 600,
+        "{out_of_range} out-of-range sub-records"
+    );
+    check_delivery(&read, &per_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_ridden_out_and_a_longer_one_expires_records() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "outage", 2).await;
+    let config = ProducerConfig {
+        request_timeout: Duration::from_millis(500),
+        record_ttl: Duration::from_secs(10),
+        retry_max_backoff: Duration::from_millis(300),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::builder(k.clone(), "outage")
+        .config(config.clone())
+        .build()
+        .await
+        .expect("producer");
+    engine
+        .faults()
+        .pause(Duration::from_secs(3), OutageMode::Hang);
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        handles.push(
+            producer
+                .send(UserRecord::new(format!("k{i}"), format!("v{i}")))
+                .await
+                .expect("accepted"),
+        );
+    }
+    for h in handles {
+        let outcome = h.await.expect("delivered after the outage");
+        assert!(outcome.attempts.len() >= 2, "{:?}", outcome.attempts);
+        assert!(outcome.attempts[0].error_code.is_some());
+    }
+    assert!(producer.metrics().retries > 0);
+
+    // An outage longer than the TTL: Expired with every attempt, nothing hangs.
+    let short = Producer::builder(k.clone(), "outage")
+        .config(ProducerConfig {
+            record_ttl: Duration::from_millis(1500),
+            ..config
+        })
+        .build()
+        .await
+        .expect("producer");
+    engine
+        .faults()
+        .pause(Duration::from_secs(30), OutageMode::Refuse);
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        handles.push(
+            short
+                .send(UserRecord::new(format!("k{i}"), "x"))
+                .await
+                .expect("accepted"),
+        );
+    }
+    for h in handles {
+        let err = tokio::time::timeout(Duration::from_secs(10), h)
+            .await
+            .expect("no hang")
+            .expect_err("expired");
+        let PutError::Expired { attempts } = err else {
+            panic!("expected Expired, got {err:?}")
+        };
+        assert!(!attempts.is_empty());
+        assert!(attempts.iter().all(|a| a.error_code.is_some()));
+    }
+    assert_eq!(short.metrics().user_records_expired, 20);
+    engine.faults().resume();
+    short
+        .send_and_wait(UserRecord::new("after", "outage"))
+        .await
+        .expect("works again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_streams_fail_fast() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    let start = std::time::Instant::now();
+    let err = Producer::builder(k.clone(), "missing")
+        .build()
+        .await
+        .expect_err("no stream");
+    assert!(
+        matches!(err, BuildError::StreamNotFound(ref s) if s == "missing"),
+        "{err:?}"
+    );
+    // A stream deleted under a running producer: final at once, not retried until the TTL.
+    create(&k, "doomed", 1).await;
+    let producer = Producer::builder(k.clone(), "doomed")
+        .build()
+        .await
+        .expect("producer");
+    k.delete_stream()
+        .stream_name("doomed")
+        .send()
+        .await
+        .expect("delete");
+    let err = producer
+        .send_and_wait(UserRecord::new("k", "v"))
+        .await
+        .expect_err("gone");
+    assert!(matches!(err, PutError::StreamNotFound { .. }), "{err:?}");
+    assert_eq!(err.attempts().len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // Bad configuration is a typed error at build time.
+    create(&k, "cfg", 1).await;
+    let err = Producer::builder(k.clone(), "cfg")
+        .config(ProducerConfig {
+            collection_max_count: 501,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect_err("bad config");
+    assert!(
+        matches!(err, BuildError::Config(ref c) if c.field == "collection_max_count"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_typed_errors_and_the_producer_keeps_working() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "input", 1).await;
+    let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/input";
+    let producer = Producer::builder(k.clone(), arn)
+        .build()
+        .await
+        .expect("producer by ARN");
+    let bad = [
+        UserRecord::new("", "x"),
+        UserRecord::new("k".repeat(257), "x"),
+        UserRecord::new("k", vec![0u8; 1024 * 1024]),
+        UserRecord::new("k", "x").with_explicit_hash_key("12a"),
+        UserRecord::new("k", "x").with_explicit_hash_key("340282366920938463463374607431768211456"),
+    ];
+    for r in bad {
+        let err = producer.send(r).await.expect_err("invalid");
+        assert!(matches!(err, SendError::Invalid(_)), "{err:?}");
+        let err = producer
+            .try_send(UserRecord::new("", "x"))
+            .expect_err("invalid");
+        assert!(matches!(err, SendError::Invalid(_)));
+    }
+    let ok = producer
+        .send_and_wait(UserRecord::new("k", "fine").with_explicit_hash_key("0"))
+        .await
+        .expect("still works");
+    assert_eq!(ok.shard_id, "shardId-000000000000");
+    // A stream forwarded into the producer's Sink.
+    let mut sink = producer.sink();
+    let records = futures::stream::iter(
+        (0..500).map(|i| Ok(UserRecord::new(format!("s{}", i % 7), format!("{i}")))),
+    );
+    sink.send_all(&mut records.boxed())
+        .await
+        .expect("forwarded");
+    sink.close().await.expect("all stored");
+    assert_eq!(sink.succeeded(), 500);
+    assert_eq!(producer.metrics().user_records_succeeded, 501);
+    // After shutdown, sends are refused.
+    producer.shutdown(Duration::from_secs(5)).await;
+    assert!(matches!(
+        producer.send(UserRecord::new("k", "late")).await,
+        Err(SendError::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_bounds_outstanding_records() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "bp", 2).await;
+    let config = ProducerConfig {
+        max_outstanding_records: 1000,
+        request_timeout: Duration::from_secs(30),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::builder(k.clone(), "bp")
+        .config(config)
+        .build()
+        .await
+        .expect("producer");
+    engine
+        .faults()
+        .pause(Duration::from_secs(60), OutageMode::Hang);
+    let mut handles = Vec::new();
+    for i in 0..1000 {
+        handles.push(
+            producer
+                .send(UserRecord::new(format!("k{i}"), "x"))
+                .await
+                .expect("room"),
+        );
+    }
+    assert_eq!(producer.metrics().outstanding_records, 1000);
+    assert!(matches!(
+        producer.try_send(UserRecord::new("k", "x")),
+        Err(SendError::Full)
+    ));
+    let blocked = tokio::spawn({
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(UserRecord::new("waiting", "x"))
+                .await
+                .map(|_| ())
+        }
+    });
+    // The held requests prove the pipeline is stuck on the outage, and the send waits.
+    assert!(
+        wait_for(Duration::from_secs(10), || engine.faults().held_requests()
+            > 0)
+        .await
+    );
+    assert!(!blocked.is_finished());
+    assert_eq!(producer.metrics().outstanding_records, 1000);
+    engine.faults().resume();
+    blocked
+        .await
+        .expect("task")
+        .expect("sent once there was room");
+    for h in handles {
+        h.await.expect("completed after the outage");
+    }
+    producer.flush().await;
+    assert_eq!(producer.metrics().user_records_succeeded, 1001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relaxed_ordering_and_no_aggregation_deliver_everything() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "relaxed", 3).await;
+    let config = ProducerConfig {
+        ordering: Ordering::Relaxed,
+        aggregation_enabled: false,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::builder(k.clone(), "relaxed")
+        .config(config)
+        .build()
+        .await
+        .expect("producer");
+    let mut handles = Vec::new();
+    for i in 0..3000 {
+        handles.push(
+            producer
+                .send(UserRecord::new(format!("k{}", i % 10), format!("{i}")))
+                .await
+                .expect("accepted"),
+        );
+    }
+    producer.flush().await;
+    for h in handles {
+        assert!(!h.await.expect("stored").aggregated);
+    }
+    let read = read_all(&k, "relaxed").await;
+    assert_eq!(read.len(), 3000);
+    assert!(read.iter().all(|r| !r.aggregated));
+    // Dropping every handle without shutdown never hangs.
+    drop(producer);
+}
