@@ -19,7 +19,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use bytes::Bytes;
 use shared_proto::{Aggregator, HashKeyRange};
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
@@ -55,8 +55,9 @@ impl Pending {
 }
 
 /// Commands from producer handles.
+#[allow(clippy::large_enum_variant)] // records dominate; boxing each would cost an allocation
 pub(crate) enum Cmd {
-    Record(Box<Pending>),
+    Record(Pending),
     Flush(oneshot::Sender<()>),
     Shutdown {
         deadline: Instant,
@@ -96,6 +97,67 @@ enum Event {
         finished: Instant,
     },
     MapLoaded(Result<ShardMap, ListError>),
+}
+
+/// Which record ids (assigned in order, from 1) still lack an outcome: a ring of flags from
+/// the oldest outstanding id, so insert, remove and "oldest" are O(1) amortised.
+#[derive(Default)]
+struct Outstanding {
+    base: u64,
+    done: VecDeque<bool>,
+    count: usize,
+}
+
+impl Outstanding {
+    fn insert(&mut self, id: u64) {
+        if self.done.is_empty() {
+            self.base = id;
+        }
+        // Ids arrive in increasing order; fill any gap (ids of records never enqueued).
+        while self.base + (self.done.len() as u64) < id {
+            self.done.push_back(true);
+        }
+        self.done.push_back(false);
+        self.count += 1;
+        self.trim();
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(i) = id.checked_sub(self.base) else {
+            return;
+        };
+        if let Some(flag) = self.done.get_mut(i as usize)
+            && !*flag
+        {
+            *flag = true;
+            self.count -= 1;
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// The oldest id without an outcome, or `u64::MAX`.
+    fn first(&self) -> u64 {
+        if self.done.is_empty() {
+            u64::MAX
+        } else {
+            self.base
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
 }
 
 /// Token buckets for one shard's records and bytes, with AIMD on throttling.
@@ -201,8 +263,8 @@ pub(crate) struct Engine {
     pending_map: Option<ShardMap>,
     /// Aggregates that landed on a shard other than predicted: (shard, sequence, records),
     /// resolved against the next shard map.
-    unverified: Vec<(String, String, Vec<Pending>)>,
-    outstanding: BTreeSet<u64>,
+    unverified: Vec<(Arc<str>, Arc<str>, Vec<Pending>)>,
+    outstanding: Outstanding,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     flush_upto: u64,
     last_id: u64,
@@ -277,7 +339,7 @@ impl Engine {
             refresh_not_before: now,
             pending_map: None,
             unverified: Vec::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: Outstanding::default(),
             flush_waiters: Vec::new(),
             flush_upto: 0,
             last_id: 0,
@@ -348,7 +410,7 @@ impl Engine {
             Cmd::Record(p) => {
                 self.last_id = p.id;
                 self.outstanding.insert(p.id);
-                self.route(*p, false);
+                self.route(p, false);
             }
             Cmd::Flush(done) => {
                 self.flush_upto = self.flush_upto.max(self.last_id);
@@ -388,11 +450,7 @@ impl Engine {
 
     /// Puts a record into its shard's queue (at the back, or the front for a retry).
     fn route(&mut self, p: Pending, front: bool) {
-        match self
-            .map
-            .route(p.hash)
-            .and_then(|id| self.shards.iter().position(|s| s.id == id))
-        {
+        match self.map.route(p.hash).filter(|&i| i < self.shards.len()) {
             Some(i) => {
                 let s = &mut self.shards[i];
                 s.queued_bytes += p.size();
@@ -414,7 +472,7 @@ impl Engine {
     }
 
     fn finish(&mut self, p: Pending, result: Result<RecordOutcome, PutError>) {
-        self.outstanding.remove(&p.id);
+        self.outstanding.remove(p.id);
         match &result {
             Ok(_) => self.metrics.succeeded(1),
             Err(e) => self
@@ -427,7 +485,7 @@ impl Engine {
     }
 
     fn check_flush_waiters(&mut self) {
-        let min = self.outstanding.first().copied().unwrap_or(u64::MAX);
+        let min = self.outstanding.first();
         let mut i = 0;
         while i < self.flush_waiters.len() {
             if min > self.flush_waiters[i].0 {
@@ -444,7 +502,7 @@ impl Engine {
         // Aggregates that landed elsewhere: keep the sub-records the landing shard owns,
         // send the others again (a consumer drops them from that aggregate).
         for (shard, seq, recs) in std::mem::take(&mut self.unverified) {
-            let range = map.range(&shard);
+            let range = map.range(&shard[..]);
             for (i, p) in recs.into_iter().enumerate() {
                 if range.is_some_and(|r| r.contains(p.hash)) {
                     let outcome = RecordOutcome {
@@ -859,11 +917,12 @@ impl Engine {
                     let shard_id = self.shards[e.shard].id.clone();
                     match results.next() {
                         Some(Ok((landed, seq))) => {
-                            if landed != shard_id {
+                            let (landed, seq): (Arc<str>, Arc<str>) = (landed.into(), seq.into());
+                            if *landed != *shard_id {
                                 tracing::debug!(target: "kpl", predicted = %shard_id, %landed, "record landed on an unexpected shard; refreshing the shard map");
                                 self.refresh_wanted = true;
                             }
-                            if e.aggregated && landed != shard_id {
+                            if e.aggregated && *landed != *shard_id {
                                 let mut recs = e.records;
                                 for p in &mut recs {
                                     Self::succeeded_attempt(p, finished);

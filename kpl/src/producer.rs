@@ -238,7 +238,7 @@ impl Producer {
             .try_acquire_many_owned(size)
             .map_err(|_| SendError::Full)?;
         let (pending, rx) = self.pending(record, hash, (r, b));
-        match self.inner.tx.try_send(Cmd::Record(Box::new(pending))) {
+        match self.inner.tx.try_send(Cmd::Record(pending)) {
             Ok(()) => {
                 self.inner.metrics.put();
                 Ok(RecordHandle { rx })
@@ -301,7 +301,7 @@ impl Producer {
         let (pending, rx) = self.pending(record, hash, permits);
         self.inner
             .tx
-            .send(Cmd::Record(Box::new(pending)))
+            .send(Cmd::Record(pending))
             .await
             .map_err(|_| SendError::Closed)?;
         self.inner.metrics.put();
@@ -479,12 +479,7 @@ impl Sink<UserRecord> for ProducerSink {
         let spare = b.split(MAX_RESERVE.saturating_sub(size) as usize);
         drop(spare);
         let (pending, rx) = self.producer.pending(item, hash, (r, b));
-        match self
-            .producer
-            .inner
-            .tx
-            .try_send(Cmd::Record(Box::new(pending)))
-        {
+        match self.producer.inner.tx.try_send(Cmd::Record(pending)) {
             Ok(()) => {
                 self.producer.inner.metrics.put();
                 self.outcomes.push(RecordHandle { rx });

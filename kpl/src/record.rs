@@ -4,6 +4,7 @@ use crate::error::PutError;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -60,10 +61,10 @@ impl Attempt {
 /// Where a record was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordOutcome {
-    /// The shard that stored it.
-    pub shard_id: String,
-    /// The sequence number of the Kinesis record that holds it.
-    pub sequence_number: String,
+    /// The shard that stored it (shared by every user record of an aggregate).
+    pub shard_id: Arc<str>,
+    /// The sequence number of the Kinesis record that holds it (shared likewise).
+    pub sequence_number: Arc<str>,
     /// Its position inside the aggregate (0 when sent on its own).
     pub sub_sequence_number: u64,
     /// Whether it was sent inside an aggregate of several user records.

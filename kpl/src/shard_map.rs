@@ -29,11 +29,14 @@ pub(crate) enum ListError {
 }
 
 impl ShardMap {
-    /// The open shard owning `hash_key`.
-    pub fn route(&self, hash_key: u128) -> Option<&str> {
-        let i = self.open.partition_point(|(r, _)| r.start() <= hash_key);
-        let (range, id) = self.open.get(i.checked_sub(1)?)?;
-        range.contains(hash_key).then_some(id.as_str())
+    /// The position (in [`ShardMap::open_shards`] order) of the open shard owning `hash_key`.
+    pub fn route(&self, hash_key: u128) -> Option<usize> {
+        let i = self
+            .open
+            .partition_point(|(r, _)| r.start() <= hash_key)
+            .checked_sub(1)?;
+        let (range, _) = self.open.get(i)?;
+        range.contains(hash_key).then_some(i)
     }
 
     /// The range of a shard, open or closed.

@@ -359,7 +359,7 @@ async fn bad_input_gets_typed_errors_and_the_producer_keeps_working() {
         .send_and_wait(UserRecord::new("k", "fine").with_explicit_hash_key("0"))
         .await
         .expect("still works");
-    assert_eq!(ok.shard_id, "shardId-000000000000");
+    assert_eq!(&*ok.shard_id, "shardId-000000000000");
     // A stream forwarded into the producer's Sink.
     let mut sink = producer.sink();
     let records = futures::stream::iter(

@@ -78,7 +78,7 @@ async fn malformed_responses_are_retried() {
     assert!(outcome.attempts[1].error_code.is_some());
     assert!(outcome.attempts[2].succeeded());
     assert_eq!(
-        outcome.sequence_number,
+        &*outcome.sequence_number,
         "49590338271490256608559692538361571095921575989136588898"
     );
     assert_eq!(producer.metrics().retries, 2);

@@ -12,6 +12,98 @@ use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
 use prost::Message;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast multiplicative hasher for the per-aggregate key tables. The tables live for one
+/// aggregate (bounded by its size), so hash flooding cannot grow them without limit.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Passes an already computed hash through.
+#[derive(Default, Clone, Copy)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn fx_hash(bytes: &[u8]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// Deduplicates the strings of one table without copying them: each entry points at its
+/// bytes inside the encoded table, and entries with the same hash are chained.
+#[derive(Debug, Default, Clone)]
+struct KeyTable {
+    /// Hash → most recent entry with that hash.
+    heads: HashMap<u64, usize, BuildHasherDefault<IdentityHasher>>,
+    /// (start, length) of the string in the encoded table, next entry with the same hash.
+    entries: Vec<(usize, usize, Option<usize>)>,
+}
+
+impl KeyTable {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn get(&self, table: &[u8], value: &str) -> Option<u64> {
+        let mut next = self.heads.get(&fx_hash(value.as_bytes())).copied();
+        while let Some(i) = next {
+            let (start, len, chained) = self.entries[i];
+            if table.get(start..start + len) == Some(value.as_bytes()) {
+                return Some(i as u64);
+            }
+            next = chained;
+        }
+        None
+    }
+
+    fn insert(&mut self, start: usize, value: &str) -> u64 {
+        let i = self.entries.len();
+        let hash = fx_hash(value.as_bytes());
+        let previous = self.heads.insert(hash, i);
+        self.entries.push((start, value.len(), previous));
+        i as u64
+    }
+
+    fn clear(&mut self) {
+        self.heads.clear();
+        self.entries.clear();
+    }
+}
 
 /// The four bytes every aggregated record starts with.
 pub const AGGREGATION_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -55,8 +147,8 @@ fn field_len(payload_len: usize) -> usize {
 /// without encoding trial aggregates. The output is byte-identical to the AWS KPL's.
 #[derive(Debug, Default, Clone)]
 pub struct Aggregator {
-    partition_keys: HashMap<String, u64>,
-    explicit_hash_keys: HashMap<String, u64>,
+    partition_keys: KeyTable,
+    explicit_hash_keys: KeyTable,
     partition_key_table: Vec<u8>,
     explicit_hash_key_table: Vec<u8>,
     records: Vec<u8>,
@@ -108,8 +200,11 @@ impl Aggregator {
         data_len: usize,
     ) -> usize {
         let mut growth = 0;
-        let pk_index = match self.partition_keys.get(partition_key) {
-            Some(&index) => index,
+        let pk_index = match self
+            .partition_keys
+            .get(&self.partition_key_table, partition_key)
+        {
+            Some(index) => index,
             None => {
                 growth += field_len(partition_key.len());
                 self.partition_keys.len() as u64
@@ -117,8 +212,11 @@ impl Aggregator {
         };
         let mut record_len = 1 + varint_len(pk_index) + field_len(data_len);
         if let Some(ehk) = explicit_hash_key {
-            let ehk_index = match self.explicit_hash_keys.get(ehk) {
-                Some(&index) => index,
+            let ehk_index = match self
+                .explicit_hash_keys
+                .get(&self.explicit_hash_key_table, ehk)
+            {
+                Some(index) => index,
                 None => {
                     growth += field_len(ehk.len());
                     self.explicit_hash_keys.len() as u64
@@ -215,16 +313,15 @@ impl Aggregator {
     }
 }
 
-fn intern(index: &mut HashMap<String, u64>, table: &mut Vec<u8>, key: u8, value: &str) -> u64 {
-    if let Some(&i) = index.get(value) {
+fn intern(index: &mut KeyTable, table: &mut Vec<u8>, key: u8, value: &str) -> u64 {
+    if let Some(i) = index.get(table, value) {
         return i;
     }
-    let i = index.len() as u64;
-    index.insert(value.to_owned(), i);
     table.push(key);
     put_varint(table, value.len() as u64);
+    let start = table.len();
     table.extend_from_slice(value.as_bytes());
-    i
+    index.insert(start, value)
 }
 
 /// One user record taken out of an aggregated record.
