@@ -701,21 +701,33 @@ impl Engine {
         }
         let mut agg = Aggregator::new();
         let mut records: Vec<Pending> = Vec::new();
+        let mut misrouted: Vec<Pending> = Vec::new();
         while let Some(front) = s.queue.front() {
+            // Every sub-record must belong to the target shard's current range (a consumer
+            // drops those that do not). Queues are routed by the same map, so this only
+            // catches records left over from an older map: they are routed again.
+            if !s.range.contains(front.hash) {
+                if let Some(p) = s.queue.pop_front() {
+                    s.queued_bytes -= p.size();
+                    misrouted.push(p);
+                }
+                continue;
+            }
             let next_len = agg.encoded_len_with(&front.pk, front.ehk.as_deref(), front.data.len());
             if !records.is_empty() && (next_len > max_size || records.len() >= max_count) {
                 break;
             }
             let Some(p) = s.queue.pop_front() else { break };
             s.queued_bytes -= p.size();
-            // Every sub-record must belong to the target shard (a consumer drops those that
-            // do not); the queue is routed by the same map, so this holds.
-            debug_assert!(s.range.contains(p.hash));
             agg.add_unchecked(&p.pk, p.ehk.as_deref(), &p.data);
             records.push(p);
             if next_len > max_size {
                 break; // a single record larger than an aggregate goes on its own
             }
+        }
+        for p in misrouted {
+            tracing::warn!(target: "kpl", shard = %self.shards[i].id, "record outside its shard's range; routing it again");
+            self.route(p, true);
         }
         match records.len() {
             0 => None,

@@ -474,3 +474,44 @@ async fn relaxed_ordering_and_no_aggregation_deliver_everything() {
     // Dropping every handle without shutdown never hangs.
     drop(producer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_producer_resolves_every_handle() {
+    let engine = engine(false).await;
+    let k = engine.kinesis_client();
+    create(&k, "dropped", 2).await;
+    let config = ProducerConfig {
+        request_timeout: Duration::from_millis(300),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::builder(k.clone(), "dropped")
+        .config(config)
+        .build()
+        .await
+        .expect("producer");
+    engine
+        .faults()
+        .pause(Duration::from_secs(60), OutageMode::Hang);
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        handles.push(
+            producer
+                .send(UserRecord::new(format!("k{i}"), "x"))
+                .await
+                .expect("accepted"),
+        );
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || engine.faults().held_requests()
+            > 0)
+        .await
+    );
+    drop(producer);
+    for h in handles {
+        let err = tokio::time::timeout(Duration::from_secs(10), h)
+            .await
+            .expect("no hang")
+            .expect_err("not stored");
+        assert_eq!(err, PutError::Dropped);
+    }
+}

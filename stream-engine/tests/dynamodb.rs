@@ -1100,6 +1100,12 @@ async fn faults_cover_dynamodb_operations() {
         get(&d, "faulty", "a").await.is_none(),
         "a failed call changes nothing"
     );
+    engine
+        .faults()
+        .add_latency("DynamoDB.GetItem", Duration::from_millis(150), Some(1));
+    let start = std::time::Instant::now();
+    assert!(get(&d, "faulty", "a").await.is_none());
+    assert!(start.elapsed() >= Duration::from_millis(150));
     // The standard client's retries ride out a short outage.
     engine
         .faults()
