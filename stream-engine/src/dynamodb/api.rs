@@ -202,6 +202,37 @@ fn condition_failed(old: Option<&Item>, all_old: bool) -> ApiError {
     err
 }
 
+/// A required item-shaped member (`Item`, `Key`), named `member` in messages.
+fn required_item(v: &Map<String, Value>, field: &str, member: &str) -> Result<Item, ApiError> {
+    item_from_json(v.get(field).ok_or_else(|| {
+        ApiError::validation(format!(
+            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        ))
+    })?)
+}
+
+/// The request's `ConditionExpression`, parsed against its names and values.
+fn condition(v: &Map<String, Value>, ctx: &mut Context) -> Result<Option<expr::Cond>, ApiError> {
+    opt_str(v, "ConditionExpression")?
+        .map(|c| expr::parse_condition("Condition", c, ctx))
+        .transpose()
+}
+
+/// Fails with `ConditionalCheckFailedException` when `cond` does not hold for `old` (an absent
+/// item counts as an empty one).
+fn check_condition(
+    cond: Option<&expr::Cond>,
+    old: Option<&Item>,
+    all_old: bool,
+) -> Result<(), ApiError> {
+    if let Some(cond) = cond
+        && !expr::evaluate(cond, old.unwrap_or(&Item::new()))?
+    {
+        return Err(condition_failed(old, all_old));
+    }
+    Ok(())
+}
+
 fn check_size(item: &Item) -> Result<(), ApiError> {
     if item_size(item) > MAX_ITEM_SIZE {
         return Err(ApiError::validation(
@@ -541,25 +572,17 @@ impl DynamoCore {
     fn put_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
         reject_legacy(v)?;
         let t = self.active(v)?;
-        let item = item_from_json(v.get("Item").ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'item' failed to satisfy constraint: Member must not be null")
-        })?)?;
+        let item = required_item(v, "Item", "item")?;
         let rv = return_values(v, &["NONE", "ALL_OLD"])?;
         let all_old = on_failure_all_old(v)?;
         let mut ctx = context(v)?;
-        let cond = opt_str(v, "ConditionExpression")?
-            .map(|c| expr::parse_condition("Condition", c, &mut ctx))
-            .transpose()?;
+        let cond = condition(v, &mut ctx)?;
         ctx.check_all_used()?;
         let key = t.key_from_item(&item)?;
         check_size(&item)?;
         let mut items = t.items.lock();
         let old = items.get(&key);
-        if let Some(cond) = &cond
-            && !expr::evaluate(cond, old.unwrap_or(&Item::new()))?
-        {
-            return Err(condition_failed(old, all_old));
-        }
+        check_condition(cond.as_ref(), old, all_old)?;
         let old = items.insert(key, item);
         Ok(match (rv.as_str(), old) {
             ("ALL_OLD", Some(old)) => json!({ "Attributes": item_to_json(&old) }),
@@ -570,9 +593,7 @@ impl DynamoCore {
     fn get_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
         reject_legacy(v)?;
         let t = self.active(v)?;
-        let key = item_from_json(v.get("Key").ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'key' failed to satisfy constraint: Member must not be null")
-        })?)?;
+        let key = required_item(v, "Key", "key")?;
         if let Some(c) = v.get("ConsistentRead")
             && !c.is_boolean()
             && !c.is_null()
@@ -601,9 +622,7 @@ impl DynamoCore {
     fn update_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
         reject_legacy(v)?;
         let t = self.active(v)?;
-        let key_item = item_from_json(v.get("Key").ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'key' failed to satisfy constraint: Member must not be null")
-        })?)?;
+        let key_item = required_item(v, "Key", "key")?;
         let rv = return_values(
             v,
             &["NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"],
@@ -613,18 +632,12 @@ impl DynamoCore {
         let update = opt_str(v, "UpdateExpression")?
             .map(|u| expr::parse_update(u, &mut ctx))
             .transpose()?;
-        let cond = opt_str(v, "ConditionExpression")?
-            .map(|c| expr::parse_condition("Condition", c, &mut ctx))
-            .transpose()?;
+        let cond = condition(v, &mut ctx)?;
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
         let mut items = t.items.lock();
         let old = items.get(&key);
-        if let Some(cond) = &cond
-            && !expr::evaluate(cond, old.unwrap_or(&Item::new()))?
-        {
-            return Err(condition_failed(old, all_old));
-        }
+        check_condition(cond.as_ref(), old, all_old)?;
         let old = old.cloned();
         let mut new = old.clone().unwrap_or_else(|| t.key_item(&key_item));
         let touched = match &update {
@@ -655,24 +668,16 @@ impl DynamoCore {
     fn delete_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
         reject_legacy(v)?;
         let t = self.active(v)?;
-        let key_item = item_from_json(v.get("Key").ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'key' failed to satisfy constraint: Member must not be null")
-        })?)?;
+        let key_item = required_item(v, "Key", "key")?;
         let rv = return_values(v, &["NONE", "ALL_OLD"])?;
         let all_old = on_failure_all_old(v)?;
         let mut ctx = context(v)?;
-        let cond = opt_str(v, "ConditionExpression")?
-            .map(|c| expr::parse_condition("Condition", c, &mut ctx))
-            .transpose()?;
+        let cond = condition(v, &mut ctx)?;
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
         let mut items = t.items.lock();
         let old = items.get(&key);
-        if let Some(cond) = &cond
-            && !expr::evaluate(cond, old.unwrap_or(&Item::new()))?
-        {
-            return Err(condition_failed(old, all_old));
-        }
+        check_condition(cond.as_ref(), old, all_old)?;
         let old = items.remove(&key);
         Ok(match (rv.as_str(), old) {
             ("ALL_OLD", Some(old)) => json!({ "Attributes": item_to_json(&old) }),
