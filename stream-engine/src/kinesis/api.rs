@@ -361,11 +361,13 @@ struct ListTagsReq {
 }
 
 fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-        ))
-    })
+    value.ok_or_else(|| null_member(field))
+}
+
+fn null_member(field: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+    ))
 }
 
 struct Api<'a> {
@@ -645,20 +647,26 @@ impl Api<'_> {
     }
 
     /// Validates one record and appends its partition key and decoded data to `buf`.
+    /// `index` is the record's position in a `PutRecords` call (for error messages only).
     fn prepare(
         &self,
-        field: &str,
+        index: Option<usize>,
         data: Option<&str>,
         partition_key: Option<&str>,
         explicit_hash_key: Option<&str>,
         buf: &mut Vec<u8>,
     ) -> Result<(u128, usize), ApiError> {
-        let data = required(data, &format!("{field}data"))?;
-        let pk = required(partition_key, &format!("{field}partitionKey"))?;
+        // Built only when an error needs it: this runs for every record.
+        let field = |name: &str| match index {
+            Some(i) => format!("records.{}.member.{name}", i + 1),
+            None => name.to_owned(),
+        };
+        let data = data.ok_or_else(|| null_member(&field("data")))?;
+        let pk = partition_key.ok_or_else(|| null_member(&field("partitionKey")))?;
         let chars = pk.chars().count();
         if !(1..=MAX_PARTITION_KEY_CHARS).contains(&chars) {
             return Err(validation(
-                &format!("{field}partitionKey"),
+                &field("partitionKey"),
                 pk,
                 "Member must have length between 1 and 256",
             ));
@@ -671,7 +679,7 @@ impl Api<'_> {
                     && (ehk == "0" || !ehk.starts_with('0'));
                 if !digits_ok {
                     return Err(validation(
-                        &format!("{field}explicitHashKey"),
+                        &field("explicitHashKey"),
                         ehk,
                         "Member must satisfy regular expression pattern: 0|([1-9]\\d{0,38})",
                     ));
@@ -686,13 +694,13 @@ impl Api<'_> {
         };
         let start = buf.len();
         buf.extend_from_slice(pk.as_bytes());
-        BASE64
-            .decode_vec(data, buf)
-            .map_err(|e| ApiError::serialization(format!("Invalid base64 in {field}data: {e}")))?;
+        BASE64.decode_vec(data, buf).map_err(|e| {
+            ApiError::serialization(format!("Invalid base64 in {}: {e}", field("data")))
+        })?;
         let data_len = buf.len() - start - pk.len();
         if data_len > MAX_RECORD_SIZE {
             return Err(validation(
-                &format!("{field}data"),
+                &field("data"),
                 "<blob>",
                 "Member must have length less than or equal to 1048576",
             ));
@@ -747,7 +755,7 @@ impl Api<'_> {
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
         let mut buf = Vec::new();
         let (hash_key, pk_len) = self.prepare(
-            "",
+            None,
             req.data.as_deref(),
             req.partition_key.as_deref(),
             req.explicit_hash_key.as_deref(),
@@ -788,7 +796,7 @@ impl Api<'_> {
         for (i, r) in req.records.iter().enumerate() {
             let start = buf.len();
             let (hash_key, pk_len) = self.prepare(
-                &format!("records.{}.member.", i + 1),
+                Some(i),
                 r.data.as_deref(),
                 r.partition_key.as_deref(),
                 r.explicit_hash_key.as_deref(),
