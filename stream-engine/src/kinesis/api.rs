@@ -471,7 +471,7 @@ impl Api<'_> {
                 "Shards": shards.iter().map(|s| shard_json(s)).collect::<Vec<_>>(),
                 "HasMoreShards": has_more,
                 "RetentionPeriodHours": summary.retention_hours,
-                "StreamCreationTimestamp": epoch_secs(summary.created_ms).parse::<f64>().unwrap_or(0.0),
+                "StreamCreationTimestamp": summary.created_ms as f64 / 1000.0,
                 "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
                 "EncryptionType": "NONE",
             }
@@ -488,7 +488,7 @@ impl Api<'_> {
                 "StreamStatus": s.status.as_str(),
                 "StreamModeDetails": { "StreamMode": s.mode.as_str() },
                 "RetentionPeriodHours": s.retention_hours,
-                "StreamCreationTimestamp": epoch_secs(s.created_ms).parse::<f64>().unwrap_or(0.0),
+                "StreamCreationTimestamp": s.created_ms as f64 / 1000.0,
                 "EnhancedMonitoring": [{ "ShardLevelMetrics": [] }],
                 "EncryptionType": "NONE",
                 "OpenShardCount": s.open_shard_count,
@@ -525,7 +525,7 @@ impl Api<'_> {
                 "StreamARN": s.arn,
                 "StreamStatus": s.status.as_str(),
                 "StreamModeDetails": { "StreamMode": s.mode.as_str() },
-                "StreamCreationTimestamp": epoch_secs(s.created_ms).parse::<f64>().unwrap_or(0.0),
+                "StreamCreationTimestamp": s.created_ms as f64 / 1000.0,
             })).collect::<Vec<_>>(),
         });
         if has_more && let Some(last) = page.last() {
