@@ -102,9 +102,10 @@ async fn produce_sends_json_lines_and_reports_a_summary() {
     assert!(texts.iter().any(|t| t.as_ref() == [0u8, 1, 2]));
 
     // All valid, without aggregation: exit 0.
+    let url1 = url.clone();
     let (code, summary, _) = tokio::task::spawn_blocking(move || {
         run_produce(
-            &url,
+            &url1,
             "{\"partition_key\":\"x\",\"text\":\"y\"}\n",
             &["--no-aggregation"],
         )
@@ -114,4 +115,29 @@ async fn produce_sends_json_lines_and_reports_a_summary() {
     assert_eq!(code, 0);
     assert_eq!(summary["succeeded"], 1);
     assert_eq!(summary["failed"], 0);
+
+    // More lines than the outstanding limit: read, sent and counted in batches, every one
+    // stored, with a malformed line in the middle reported by its number.
+    let mut many = String::new();
+    for i in 0..30_000 {
+        if i == 12_345 {
+            many.push_str("not json\n");
+        } else {
+            many.push_str(&format!(
+                "{{\"partition_key\":\"k{}\",\"text\":\"v{i}\"}}\n",
+                i % 300
+            ));
+        }
+    }
+    let url2 = url.clone();
+    let (code, summary, stderr) = tokio::task::spawn_blocking(move || {
+        run_produce(&url2, &many, &["--max-outstanding-records", "1000"])
+    })
+    .await
+    .expect("cli");
+    assert_eq!(summary["sent"], 30_000, "{summary}");
+    assert_eq!(summary["succeeded"], 29_999);
+    assert_eq!(summary["failed"], 1);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("line 12346"), "{stderr}");
 }

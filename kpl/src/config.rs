@@ -16,9 +16,11 @@ pub enum Ordering {
     Relaxed,
 }
 
-/// Producer settings. Start from [`ProducerConfig::default`] and change what you need; the
-/// builder validates the result.
+/// Producer settings. Start from [`ProducerConfig::default`] and change what you need with
+/// the builder-style setters (`ProducerConfig::default().record_ttl(..)`); the producer's
+/// builder validates the result. Non-exhaustive, so new settings are not a breaking change.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ProducerConfig {
     /// How long a record may wait to be batched before it is sent. Default 100 ms.
     pub record_max_buffered_time: Duration,
@@ -29,7 +31,8 @@ pub struct ProducerConfig {
     pub aggregation_enabled: bool,
     /// Most user records in one aggregate. Default 4 294 967 295 (bounded by the size).
     pub aggregation_max_count: usize,
-    /// Largest aggregate in bytes. Default 51 200; at most 1 MiB.
+    /// Largest aggregate in bytes. Default 51 200; at most 1 MiB minus the aggregate's
+    /// one-character partition key (1 048 575), so an aggregate always fits in one record.
     pub aggregation_max_size: usize,
     /// Most Kinesis records in one `PutRecords` call. Default 500 (the service maximum).
     pub collection_max_count: usize,
@@ -77,6 +80,105 @@ impl Default for ProducerConfig {
             retry_max_backoff: Duration::from_secs(5),
             stream_ready_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// Builder-style setters, one per field (see the field for its meaning and default).
+impl ProducerConfig {
+    /// Sets [`ProducerConfig::record_max_buffered_time`].
+    pub fn record_max_buffered_time(mut self, value: Duration) -> Self {
+        self.record_max_buffered_time = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::record_ttl`].
+    pub fn record_ttl(mut self, value: Duration) -> Self {
+        self.record_ttl = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::aggregation_enabled`].
+    pub fn aggregation_enabled(mut self, value: bool) -> Self {
+        self.aggregation_enabled = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::aggregation_max_count`].
+    pub fn aggregation_max_count(mut self, value: usize) -> Self {
+        self.aggregation_max_count = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::aggregation_max_size`].
+    pub fn aggregation_max_size(mut self, value: usize) -> Self {
+        self.aggregation_max_size = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::collection_max_count`].
+    pub fn collection_max_count(mut self, value: usize) -> Self {
+        self.collection_max_count = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::collection_max_size`].
+    pub fn collection_max_size(mut self, value: usize) -> Self {
+        self.collection_max_size = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::rate_limit_percent`].
+    pub fn rate_limit_percent(mut self, value: u32) -> Self {
+        self.rate_limit_percent = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::max_connections`].
+    pub fn max_connections(mut self, value: usize) -> Self {
+        self.max_connections = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::request_timeout`].
+    pub fn request_timeout(mut self, value: Duration) -> Self {
+        self.request_timeout = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::max_outstanding_records`].
+    pub fn max_outstanding_records(mut self, value: usize) -> Self {
+        self.max_outstanding_records = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::max_outstanding_bytes`].
+    pub fn max_outstanding_bytes(mut self, value: usize) -> Self {
+        self.max_outstanding_bytes = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::ordering`].
+    pub fn ordering(mut self, value: Ordering) -> Self {
+        self.ordering = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::retry_min_backoff`].
+    pub fn retry_min_backoff(mut self, value: Duration) -> Self {
+        self.retry_min_backoff = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::retry_max_backoff`].
+    pub fn retry_max_backoff(mut self, value: Duration) -> Self {
+        self.retry_max_backoff = value;
+        self
+    }
+
+    /// Sets [`ProducerConfig::stream_ready_timeout`].
+    pub fn stream_ready_timeout(mut self, value: Duration) -> Self {
+        self.stream_ready_timeout = value;
+        self
     }
 }
 
@@ -132,10 +234,11 @@ impl ProducerConfig {
             "must be at least 1",
         )?;
         check(
-            (64..=MAX_RECORD_SIZE).contains(&self.aggregation_max_size),
+            (64..=MAX_RECORD_SIZE - crate::queue::AGGREGATE_PARTITION_KEY.len())
+                .contains(&self.aggregation_max_size),
             "aggregation_max_size",
             self.aggregation_max_size,
-            "must be between 64 and 1048576",
+            "must be between 64 and 1048575 (an aggregate and its partition key fit in 1 MiB)",
         )?;
         check(
             (1..=MAX_PUT_RECORDS_COUNT).contains(&self.collection_max_count),
@@ -147,7 +250,7 @@ impl ProducerConfig {
             (MAX_RECORD_SIZE..=MAX_PUT_RECORDS_SIZE).contains(&self.collection_max_size),
             "collection_max_size",
             self.collection_max_size,
-            "must be between 1 MiB and 5 MiB",
+            "must be between 1 MiB and 5 MiB (a request must hold the largest record)",
         )?;
         check(
             (1..=10_000).contains(&self.rate_limit_percent),

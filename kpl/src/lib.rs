@@ -17,27 +17,40 @@
 //! use std::time::Duration;
 //!
 //! let producer = Producer::builder(client, "orders")
-//!     .config(ProducerConfig { record_ttl: Duration::from_secs(60), ..Default::default() })
+//!     .config(ProducerConfig::default().record_ttl(Duration::from_secs(60)))
 //!     .build()
 //!     .await?;
 //! let handle = producer.send(UserRecord::new("customer-42", "order placed")).await?;
 //! let outcome = handle.await?;
 //! println!("stored in {} at {}/{}", outcome.shard_id, outcome.sequence_number, outcome.sub_sequence_number);
-//! producer.flush().await;
-//! producer.shutdown(Duration::from_secs(10)).await;
+//! let flushed = producer.flush().await; // every record sent before has an outcome
+//! assert_eq!(flushed.failed, 0);
+//! let report = producer.shutdown(Duration::from_secs(10)).await;
+//! assert!(report.is_clean(), "{report:?}");
 //! # Ok(()) }
 //! ```
 
+mod classify;
 mod config;
-mod engine;
+mod core;
+mod driver;
 mod error;
+mod limiter;
 mod metrics;
+mod outstanding;
 mod producer;
+mod queue;
 mod record;
 mod shard_map;
+mod sink;
+mod stream;
 
 pub use config::{ConfigError, Ordering, ProducerConfig};
+pub use core::ShutdownReport;
 pub use error::{BuildError, PutError, SendError};
 pub use metrics::MetricsSnapshot;
-pub use producer::{Producer, ProducerBuilder, ProducerSink, SinkError, StreamRef};
+pub use outstanding::FlushReport;
+pub use producer::{Producer, ProducerBuilder};
 pub use record::{Attempt, RecordHandle, RecordOutcome, UserRecord};
+pub use sink::{ProducerSink, SinkError};
+pub use stream::StreamRef;

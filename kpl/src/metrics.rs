@@ -9,25 +9,44 @@ mod parking_lot_free {
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
-    /// Throttles per shard; a std mutex, touched only on throttling.
+    /// Per-shard figures (throttles, rate); a std mutex, touched only on throttling and
+    /// while a shard's rate recovers.
     #[derive(Debug, Default)]
-    pub struct ThrottleMap(Mutex<BTreeMap<String, u64>>);
+    pub struct ThrottleMap(Mutex<(BTreeMap<String, u64>, BTreeMap<String, u32>)>);
 
     impl ThrottleMap {
         pub fn add(&self, shard: &str, n: u64) {
             if let Ok(mut m) = self.0.lock() {
-                *m.entry(shard.to_owned()).or_default() += n;
+                *m.0.entry(shard.to_owned()).or_default() += n;
             }
         }
 
-        pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        pub fn rate(&self, shard: &str, permille: u32) {
+            if let Ok(mut m) = self.0.lock() {
+                if permille >= 1000 {
+                    m.1.remove(shard);
+                } else {
+                    m.1.insert(shard.to_owned(), permille);
+                }
+            }
+        }
+
+        pub fn forget(&self, shard: &str) {
+            if let Ok(mut m) = self.0.lock() {
+                m.1.remove(shard);
+            }
+        }
+
+        pub fn snapshot(&self) -> (BTreeMap<String, u64>, BTreeMap<String, u32>) {
             self.0.lock().map(|m| m.clone()).unwrap_or_default()
         }
     }
 }
 
-/// A point-in-time copy of the producer's counters.
+/// A point-in-time copy of the producer's counters. Non-exhaustive: new figures are not a
+/// breaking change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MetricsSnapshot {
     /// User records accepted by `send`.
     pub user_records_put: u64,
@@ -47,6 +66,11 @@ pub struct MetricsSnapshot {
     pub retries: u64,
     /// Throttled Kinesis records, by shard.
     pub throttles_by_shard: BTreeMap<String, u64>,
+    /// Shards whose send rate is below the configured one after throttling (AIMD), in per
+    /// mille of the configured rate; a shard back at its full rate is not listed.
+    pub rate_permille_by_shard: BTreeMap<String, u32>,
+    /// User records of aggregates that landed on a shard not owning all of them, sent again.
+    pub misplaced_records_resent: u64,
     /// Shard-map refreshes after the first load.
     pub shard_map_refreshes: u64,
     /// Mean time from `send` to the first attempt.
@@ -68,6 +92,7 @@ pub(crate) struct Metrics {
     pub refreshes: AtomicU64,
     pub buffered_us: AtomicU64,
     pub buffered_n: AtomicU64,
+    pub misplaced: AtomicU64,
     throttles: ThrottleMap,
 }
 
@@ -109,9 +134,23 @@ impl Metrics {
         metrics::counter!("kpl_retries").increment(n);
     }
 
-    pub fn throttled(&self, shard: &str, n: u64) {
+    pub fn throttled(&self, shard: &str, n: u64, permille: u32) {
         self.throttles.add(shard, n);
+        self.throttles.rate(shard, permille);
         metrics::counter!("kpl_throttles", "shard" => shard.to_owned()).increment(n);
+    }
+
+    pub fn rate(&self, shard: &str, permille: u32) {
+        self.throttles.rate(shard, permille);
+    }
+
+    pub fn forget_shard(&self, shard: &str) {
+        self.throttles.forget(shard);
+    }
+
+    pub fn misplaced(&self, n: u64) {
+        bump(&self.misplaced, n);
+        metrics::counter!("kpl_misplaced_records_resent").increment(n);
     }
 
     pub fn refreshed(&self) {
@@ -129,6 +168,7 @@ impl Metrics {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let n = get(&self.buffered_n);
         metrics::gauge!("kpl_outstanding_records").set(outstanding as f64);
+        let (throttles, rates) = self.throttles.snapshot();
         MetricsSnapshot {
             user_records_put: get(&self.put),
             user_records_succeeded: get(&self.succeeded),
@@ -138,7 +178,9 @@ impl Metrics {
             bytes_sent: get(&self.bytes),
             requests: get(&self.requests),
             retries: get(&self.retries),
-            throttles_by_shard: self.throttles.snapshot(),
+            throttles_by_shard: throttles,
+            rate_permille_by_shard: rates,
+            misplaced_records_resent: get(&self.misplaced),
             shard_map_refreshes: get(&self.refreshes),
             mean_buffered_time: Duration::from_micros(
                 get(&self.buffered_us).checked_div(n).unwrap_or(0),

@@ -1,72 +1,24 @@
-//! The producer handle, its builder, and its `Sink`.
+//! The producer handle and its builder.
 
+use crate::classify::ErrorClass;
 use crate::config::ProducerConfig;
-use crate::engine::{Cmd, Engine, Pending};
+use crate::core::{Core, ShutdownReport, later};
+use crate::driver::{Cmd, Driver, list_shards};
 use crate::error::{BuildError, PutError, SendError};
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::outstanding::FlushReport;
+use crate::queue::{Pending, Permits};
 use crate::record::{RecordHandle, RecordOutcome, UserRecord};
-use crate::shard_map::{ListError, ShardMap};
+use crate::shard_map::ShardMap;
+use crate::sink::ProducerSink;
+use crate::stream::StreamRef;
 use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::Client;
-use futures::stream::FuturesUnordered;
-use futures::{Sink, StreamExt};
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
-
-/// A stream, by name or by ARN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamRef {
-    /// The stream's name.
-    Name(String),
-    /// The stream's ARN.
-    Arn(String),
-}
-
-impl StreamRef {
-    /// A stream reference from text: an ARN if it starts with `arn:`, else a name.
-    pub fn parse(text: &str) -> Self {
-        if text.starts_with("arn:") {
-            StreamRef::Arn(text.to_owned())
-        } else {
-            StreamRef::Name(text.to_owned())
-        }
-    }
-
-    pub(crate) fn apply_list(
-        &self,
-        b: aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder,
-    ) -> aws_sdk_kinesis::operation::list_shards::builders::ListShardsFluentBuilder {
-        match self {
-            StreamRef::Name(n) => b.stream_name(n),
-            StreamRef::Arn(a) => b.stream_arn(a),
-        }
-    }
-
-    pub(crate) fn apply_put(
-        &self,
-        b: aws_sdk_kinesis::operation::put_records::builders::PutRecordsFluentBuilder,
-    ) -> aws_sdk_kinesis::operation::put_records::builders::PutRecordsFluentBuilder {
-        match self {
-            StreamRef::Name(n) => b.stream_name(n),
-            StreamRef::Arn(a) => b.stream_arn(a),
-        }
-    }
-}
-
-impl fmt::Display for StreamRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StreamRef::Name(n) | StreamRef::Arn(n) => f.write_str(n),
-        }
-    }
-}
 
 /// Builds a [`Producer`].
 #[derive(Debug)]
@@ -84,7 +36,8 @@ impl ProducerBuilder {
     }
 
     /// Validates the configuration, loads the shard map (waiting while the stream is
-    /// `CREATING`) and starts the producer. Must be called inside a tokio runtime.
+    /// `CREATING`, each `ListShards` limited to `request_timeout`, all of it to
+    /// `stream_ready_timeout`) and starts the producer. Must be called inside a tokio runtime.
     pub async fn build(self) -> Result<Producer, BuildError> {
         self.config.validate()?;
         // The producer owns the retry policy: the SDK must not retry on its own.
@@ -97,20 +50,35 @@ impl ProducerBuilder {
         );
         let map = load_map(&client, &self.stream, &self.config).await?;
         let cfg = self.config;
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = watch::channel(None);
         let metrics = Arc::new(Metrics::default());
         let inner = Arc::new(Inner {
             tx,
             records: Arc::new(Semaphore::new(cfg.max_outstanding_records)),
             bytes: Arc::new(Semaphore::new(cfg.max_outstanding_bytes)),
-            next_id: AtomicU64::new(1),
-            record_ttl: cfg.record_ttl,
+            closing: AtomicBool::new(false),
             max_records: cfg.max_outstanding_records,
             metrics: metrics.clone(),
             stream: self.stream.clone(),
+            done: done_rx,
         });
-        let engine = Engine::new(cfg, client, self.stream, metrics, map);
-        tokio::spawn(engine.run(rx));
+        let core = Core::new(
+            cfg.clone(),
+            self.stream.to_string(),
+            metrics,
+            map,
+            Instant::now(),
+        );
+        let driver = Driver::new(
+            core,
+            client,
+            self.stream,
+            cfg.request_timeout,
+            cfg.max_connections,
+            done_tx,
+        );
+        tokio::spawn(driver.run(rx));
         Ok(Producer { inner })
     }
 }
@@ -120,47 +88,46 @@ async fn load_map(
     stream: &StreamRef,
     cfg: &ProducerConfig,
 ) -> Result<ShardMap, BuildError> {
-    let give_up = Instant::now() + cfg.stream_ready_timeout;
+    let give_up = later(Instant::now(), cfg.stream_ready_timeout);
     let mut delay = Duration::from_millis(50);
     loop {
-        match ShardMap::load(client, stream).await {
-            Ok(map) => return Ok(map),
-            Err(ListError::NotFound) => return Err(BuildError::StreamNotFound(stream.to_string())),
-            Err(ListError::Fatal(code, message)) => {
-                return Err(BuildError::ListShards {
-                    stream: stream.to_string(),
-                    code,
-                    message,
-                });
+        let err = match list_shards(client, stream, cfg.request_timeout).await {
+            Ok(Some(map)) => return Ok(map),
+            Ok(None) => {
+                crate::classify::CallError::new("NoOpenShards", "the stream lists no open shard")
             }
-            Err(ListError::NotReady) | Err(ListError::Transient(..))
-                if Instant::now() + delay < give_up =>
-            {
+            Err(e) => e,
+        };
+        let class = err.class();
+        let list_error = || BuildError::ListShards {
+            stream: stream.to_string(),
+            code: err.code.clone(),
+            message: err.message.clone(),
+        };
+        match class {
+            ErrorClass::NotFound => return Err(BuildError::StreamNotFound(stream.to_string())),
+            ErrorClass::Final => return Err(list_error()),
+            _ if Instant::now() + delay < give_up => {
+                tracing::debug!(target: "kpl", code = %err.code, "listing shards at build: retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(ListError::NotReady) => return Err(BuildError::StreamNotReady(stream.to_string())),
-            Err(ListError::Transient(code, message)) => {
-                return Err(BuildError::ListShards {
-                    stream: stream.to_string(),
-                    code,
-                    message,
-                });
-            }
+            ErrorClass::NotReady => return Err(BuildError::StreamNotReady(stream.to_string())),
+            _ => return Err(list_error()),
         }
     }
 }
 
 #[derive(Debug)]
-struct Inner {
-    tx: mpsc::Sender<Cmd>,
-    records: Arc<Semaphore>,
-    bytes: Arc<Semaphore>,
-    next_id: AtomicU64,
-    record_ttl: Duration,
+pub(crate) struct Inner {
+    pub tx: mpsc::UnboundedSender<Cmd>,
+    pub records: Arc<Semaphore>,
+    pub bytes: Arc<Semaphore>,
+    closing: AtomicBool,
     max_records: usize,
-    metrics: Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
     stream: StreamRef,
+    done: watch::Receiver<Option<ShutdownReport>>,
 }
 
 /// An in-process Kinesis producer. Cheap to clone; every clone feeds the same pipeline.
@@ -169,7 +136,13 @@ struct Inner {
 /// resolve with [`PutError::Dropped`] (and a warning is logged); requests in flight finish.
 #[derive(Debug, Clone)]
 pub struct Producer {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The size a record counts for in the outstanding-bytes limit.
+pub(crate) fn record_size(record: &UserRecord) -> u32 {
+    // Validated records are at most 1 MiB (+ a 256-character key), far below u32::MAX.
+    u32::try_from(record.partition_key.len() + record.data.len()).unwrap_or(u32::MAX)
 }
 
 impl Producer {
@@ -188,8 +161,8 @@ impl Producer {
         &self.inner.stream
     }
 
-    fn prepare(&self, record: &UserRecord) -> Result<u128, SendError> {
-        if self.inner.tx.is_closed() {
+    pub(crate) fn prepare(&self, record: &UserRecord) -> Result<u128, SendError> {
+        if self.inner.closing.load(Ordering::Acquire) || self.inner.tx.is_closed() {
             return Err(SendError::Closed);
         }
         Ok(shared_proto::validate_record(
@@ -201,9 +174,12 @@ impl Producer {
 
     /// Sends a record, waiting only while the outstanding records or bytes are at their
     /// limit (backpressure). The handle resolves to the record's outcome.
+    ///
+    /// Cancellation-safe: if this future is dropped before it returns, the record was not
+    /// accepted and holds nothing (no room, no place in a later flush).
     pub async fn send(&self, record: UserRecord) -> Result<RecordHandle, SendError> {
         let hash = self.prepare(&record)?;
-        let size = (record.partition_key.len() + record.data.len()) as u32;
+        let size = record_size(&record);
         let r = self
             .inner
             .records
@@ -218,34 +194,59 @@ impl Producer {
             .acquire_many_owned(size)
             .await
             .map_err(|_| SendError::Closed)?;
-        self.submit(record, hash, (r, b)).await
+        self.enqueue(record, hash, r, b)
     }
 
-    /// Sends a record if there is room now, else fails with [`SendError::Full`].
+    /// Sends a record if there is room now, else fails with [`SendError::Full`] (and the
+    /// record is not accepted).
     pub fn try_send(&self, record: UserRecord) -> Result<RecordHandle, SendError> {
         let hash = self.prepare(&record)?;
-        let size = (record.partition_key.len() + record.data.len()) as u32;
+        let size = record_size(&record);
         let r = self
             .inner
             .records
             .clone()
             .try_acquire_owned()
-            .map_err(|_| SendError::Full)?;
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => SendError::Closed,
+                tokio::sync::TryAcquireError::NoPermits => SendError::Full,
+            })?;
         let b = self
             .inner
             .bytes
             .clone()
             .try_acquire_many_owned(size)
-            .map_err(|_| SendError::Full)?;
-        let (pending, rx) = self.pending(record, hash, (r, b));
-        match self.inner.tx.try_send(Cmd::Record(pending)) {
-            Ok(()) => {
-                self.inner.metrics.put();
-                Ok(RecordHandle { rx })
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::Full),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
-        }
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => SendError::Closed,
+                tokio::sync::TryAcquireError::NoPermits => SendError::Full,
+            })?;
+        self.enqueue(record, hash, r, b)
+    }
+
+    /// Hands an accepted record to the pipeline. Never waits, so nothing between taking the
+    /// room and enqueuing can be cancelled.
+    pub(crate) fn enqueue(
+        &self,
+        record: UserRecord,
+        hash: u128,
+        records: OwnedSemaphorePermit,
+        bytes: OwnedSemaphorePermit,
+    ) -> Result<RecordHandle, SendError> {
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending::new(
+            record.partition_key,
+            record.explicit_hash_key,
+            hash,
+            record.data,
+            reply,
+            Permits::new(records, bytes),
+        );
+        self.inner
+            .tx
+            .send(Cmd::Record(pending))
+            .map_err(|_| SendError::Closed)?;
+        self.inner.metrics.put();
+        Ok(RecordHandle { rx })
     }
 
     /// Sends a record and waits for its outcome.
@@ -261,78 +262,56 @@ impl Producer {
         }
     }
 
-    fn pending(
-        &self,
-        record: UserRecord,
-        hash: u128,
-        permits: (
-            tokio::sync::OwnedSemaphorePermit,
-            tokio::sync::OwnedSemaphorePermit,
-        ),
-    ) -> (Pending, oneshot::Receiver<Result<RecordOutcome, PutError>>) {
-        let now = Instant::now();
-        let (reply, rx) = oneshot::channel();
-        let pending = Pending {
-            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-            pk: record.partition_key,
-            ehk: record.explicit_hash_key,
-            hash,
-            data: record.data,
-            reply,
-            enqueued: now,
-            deadline: now + self.inner.record_ttl,
-            last_event: now,
-            attempt_started: now,
-            attempts: Vec::new(),
-            permits,
-        };
-        (pending, rx)
-    }
-
-    async fn submit(
-        &self,
-        record: UserRecord,
-        hash: u128,
-        permits: (
-            tokio::sync::OwnedSemaphorePermit,
-            tokio::sync::OwnedSemaphorePermit,
-        ),
-    ) -> Result<RecordHandle, SendError> {
-        let (pending, rx) = self.pending(record, hash, permits);
-        self.inner
-            .tx
-            .send(Cmd::Record(pending))
-            .await
-            .map_err(|_| SendError::Closed)?;
-        self.inner.metrics.put();
-        Ok(RecordHandle { rx })
-    }
-
-    /// Waits until every record sent before this call has an outcome.
-    pub async fn flush(&self) {
+    /// Sends every buffered record now and waits until every record accepted before this
+    /// call (by any clone, any task) has its outcome. Returns how many records that covers
+    /// and how many of them failed (both counted since the producer was built). Returns at
+    /// once when nothing is outstanding, and also after the producer has stopped.
+    pub async fn flush(&self) -> FlushReport {
         let (tx, rx) = oneshot::channel();
-        if self.inner.tx.send(Cmd::Flush(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-    }
-
-    /// Flushes, then stops the producer. Records without an outcome at `deadline` fail with
-    /// [`PutError::ShutdownTimeout`] (requests already in flight finish and report their real
-    /// outcome). Later sends fail with [`SendError::Closed`].
-    pub async fn shutdown(&self, deadline: Duration) {
-        let (tx, rx) = oneshot::channel();
-        let deadline = Instant::now() + deadline;
-        if self
-            .inner
-            .tx
-            .send(Cmd::Shutdown { deadline, done: tx })
-            .await
-            .is_ok()
+        if self.inner.tx.send(Cmd::Flush(tx)).is_ok()
+            && let Ok(report) = rx.await
         {
-            let _ = rx.await;
+            return report;
         }
+        let report = self.final_report().await;
+        FlushReport {
+            records: report.records,
+            failed: report.failed,
+        }
+    }
+
+    /// Flushes, then stops the producer; returns what happened over its life. Records
+    /// without an outcome when `deadline` has passed fail with [`PutError::ShutdownTimeout`]
+    /// (requests already in flight finish, within `request_timeout`, and report their real
+    /// outcome). Sends after this call fail with [`SendError::Closed`]. Concurrent and later
+    /// callers all wait for the same end and get the same report; a shorter deadline of a
+    /// later caller moves the end closer.
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        self.inner.closing.store(true, Ordering::Release);
+        let deadline = later(Instant::now(), deadline);
+        let _ = self.inner.tx.send(Cmd::Shutdown(deadline));
+        let report = self.final_report().await;
         self.inner.records.close();
         self.inner.bytes.close();
+        report
+    }
+
+    async fn final_report(&self) -> ShutdownReport {
+        let mut done = self.inner.done.clone();
+        match done.wait_for(Option::is_some).await {
+            Ok(report) => report.unwrap_or_default(),
+            // The pipeline is gone without a report (it cannot be: it always sends one).
+            Err(_) => {
+                let m = self.metrics();
+                ShutdownReport {
+                    records: m.user_records_put,
+                    succeeded: m.user_records_succeeded,
+                    failed: m.user_records_failed,
+                    expired: m.user_records_expired,
+                    ..ShutdownReport::default()
+                }
+            }
+        }
     }
 
     /// A snapshot of the producer's metrics (also published through the `metrics` crate).
@@ -348,170 +327,6 @@ impl Producer {
 
     /// A `futures::Sink` of records feeding this producer; see [`ProducerSink`].
     pub fn sink(&self) -> ProducerSink {
-        ProducerSink {
-            producer: self.clone(),
-            reserve: None,
-            outcomes: FuturesUnordered::new(),
-            succeeded: 0,
-            failures: Vec::new(),
-        }
-    }
-}
-
-type Reserve = Pin<
-    Box<
-        dyn Future<
-                Output = Result<
-                    (
-                        tokio::sync::OwnedSemaphorePermit,
-                        tokio::sync::OwnedSemaphorePermit,
-                    ),
-                    SendError,
-                >,
-            > + Send,
-    >,
->;
-
-/// A `Sink<UserRecord>` over a [`Producer`], so a `Stream` can be forwarded into it.
-///
-/// `poll_ready` waits for room (one record of up to 1 MiB); `poll_flush` and `poll_close`
-/// wait until every record sent through the sink has an outcome, and fail with the first
-/// failure, if any (all failures stay available through [`ProducerSink::failures`]).
-pub struct ProducerSink {
-    producer: Producer,
-    reserve: Option<Reserve>,
-    outcomes: FuturesUnordered<RecordHandle>,
-    succeeded: u64,
-    failures: Vec<PutError>,
-}
-
-impl fmt::Debug for ProducerSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProducerSink")
-            .field("succeeded", &self.succeeded)
-            .field("failures", &self.failures.len())
-            .finish()
-    }
-}
-
-/// Errors of a [`ProducerSink`].
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SinkError {
-    /// A record was not accepted.
-    #[error(transparent)]
-    Send(#[from] SendError),
-    /// A record was accepted but failed.
-    #[error(transparent)]
-    Put(#[from] PutError),
-}
-
-impl ProducerSink {
-    /// Records stored through this sink so far.
-    pub fn succeeded(&self) -> u64 {
-        self.succeeded
-    }
-
-    /// Failed outcomes seen so far.
-    pub fn failures(&self) -> &[PutError] {
-        &self.failures
-    }
-
-    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            match self.outcomes.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(_))) => self.succeeded += 1,
-                Poll::Ready(Some(Err(e))) => self.failures.push(e),
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
-}
-
-const MAX_RESERVE: u32 = (shared_proto::limits::MAX_RECORD_SIZE + 256) as u32;
-
-impl Sink<UserRecord> for ProducerSink {
-    type Error = SinkError;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let _ = self.drain(cx);
-        if self.reserve.is_none() {
-            let records = self.producer.inner.records.clone();
-            let bytes = self.producer.inner.bytes.clone();
-            self.reserve = Some(Box::pin(async move {
-                let r = records
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| SendError::Closed)?;
-                let b = bytes
-                    .acquire_many_owned(MAX_RESERVE)
-                    .await
-                    .map_err(|_| SendError::Closed)?;
-                Ok((r, b))
-            }));
-        }
-        match self.reserve.as_mut().map(|f| f.as_mut().poll(cx)) {
-            Some(Poll::Ready(Err(e))) => {
-                self.reserve = None;
-                Poll::Ready(Err(e.into()))
-            }
-            Some(Poll::Ready(Ok(permits))) => {
-                self.reserve = Some(Box::pin(std::future::ready(Ok(permits))));
-                Poll::Ready(Ok(()))
-            }
-            _ => Poll::Pending,
-        }
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: UserRecord) -> Result<(), Self::Error> {
-        let hash = self.producer.prepare(&item)?;
-        let Some(mut reserve) = self.reserve.take() else {
-            return Err(SendError::Full.into());
-        };
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let Poll::Ready(Ok((r, mut b))) = reserve.as_mut().poll(&mut cx) else {
-            return Err(SendError::Full.into());
-        };
-        // Give back what this record does not need of the reserved maximum.
-        let size = (item.partition_key.len() + item.data.len()) as u32;
-        let spare = b.split(MAX_RESERVE.saturating_sub(size) as usize);
-        drop(spare);
-        let (pending, rx) = self.producer.pending(item, hash, (r, b));
-        match self.producer.inner.tx.try_send(Cmd::Record(pending)) {
-            Ok(()) => {
-                self.producer.inner.metrics.put();
-                self.outcomes.push(RecordHandle { rx });
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(Cmd::Record(pending))) => {
-                // The command channel is momentarily full: hand the record over from a task.
-                let tx = self.producer.inner.tx.clone();
-                let metrics = self.producer.inner.metrics.clone();
-                tokio::spawn(async move {
-                    if tx.send(Cmd::Record(pending)).await.is_ok() {
-                        metrics.put();
-                    }
-                });
-                self.outcomes.push(RecordHandle { rx });
-                Ok(())
-            }
-            Err(_) => Err(SendError::Closed.into()),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.drain(cx).is_pending() {
-            return Poll::Pending;
-        }
-        match self.failures.first() {
-            Some(e) => Poll::Ready(Err(e.clone().into())),
-            None => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.poll_flush(cx)
+        ProducerSink::new(self.clone())
     }
 }

@@ -79,6 +79,20 @@ pub struct RecordHandle {
     pub(crate) rx: oneshot::Receiver<Result<RecordOutcome, PutError>>,
 }
 
+impl RecordHandle {
+    /// The outcome if it is already there, without waiting. Unlike polling the handle (or
+    /// `now_or_never`), this is not subject to tokio's cooperative budget, so it is exact
+    /// right after [`Producer::flush`](crate::Producer::flush) returns. `None` if the outcome
+    /// is not there yet, or was already taken.
+    pub fn try_outcome(&mut self) -> Option<Result<RecordOutcome, PutError>> {
+        match self.rx.try_recv() {
+            Ok(outcome) => Some(outcome),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(PutError::Dropped)),
+        }
+    }
+}
+
 impl Future for RecordHandle {
     type Output = Result<RecordOutcome, PutError>;
 

@@ -1,34 +1,41 @@
 //! The stream's shards, from `ListShards`: which open shard owns a hash key, and the range of
-//! any shard (open or closed) a record may have landed on.
+//! any shard (open or closed) a record may have landed on. Plain data: the listing itself is
+//! done by the driver.
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use shared_proto::HashKeyRange;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A snapshot of the stream's shards.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShardMap {
     /// Open shards sorted by range start.
-    open: Vec<(HashKeyRange, String)>,
+    open: Vec<(HashKeyRange, Arc<str>)>,
     /// Every listed shard's range.
-    ranges: HashMap<String, HashKeyRange>,
-}
-
-/// Why the shards could not be listed.
-#[derive(Debug, Clone)]
-pub(crate) enum ListError {
-    /// The stream does not exist.
-    NotFound,
-    /// The stream is not ACTIVE yet (`ResourceInUseException`).
-    NotReady,
-    /// Worth retrying (throttling, 5xx, transport).
-    Transient(String, String),
-    /// Not worth retrying.
-    Fatal(String, String),
+    ranges: HashMap<Arc<str>, HashKeyRange>,
 }
 
 impl ShardMap {
+    /// Adds a listed shard; `closed` when it has an ending sequence number. Shards whose hash
+    /// range does not parse are skipped (they cannot be routed to).
+    pub fn add(&mut self, shard_id: &str, start: &str, end: &str, closed: bool) {
+        let Ok(range) = HashKeyRange::parse(start, end) else {
+            tracing::warn!(target: "kpl", shard_id, start, end, "shard with an unreadable hash range ignored");
+            return;
+        };
+        let id: Arc<str> = shard_id.into();
+        self.ranges.insert(id.clone(), range);
+        if !closed {
+            self.open.push((range, id));
+        }
+    }
+
+    /// Sorts the open shards; `None` when there is none.
+    pub fn finish(mut self) -> Option<ShardMap> {
+        self.open.sort_by_key(|(r, _)| r.start());
+        (!self.open.is_empty()).then_some(self)
+    }
+
     /// The position (in [`ShardMap::open_shards`] order) of the open shard owning `hash_key`.
     pub fn route(&self, hash_key: u128) -> Option<usize> {
         let i = self
@@ -45,70 +52,33 @@ impl ShardMap {
     }
 
     /// Open shards, by range.
-    pub fn open_shards(&self) -> impl Iterator<Item = (&HashKeyRange, &String)> {
+    pub fn open_shards(&self) -> impl Iterator<Item = (&HashKeyRange, &Arc<str>)> {
         self.open.iter().map(|(r, id)| (r, id))
-    }
-
-    /// Lists every shard of the stream (all pages).
-    pub async fn load(
-        client: &Client,
-        stream: &crate::producer::StreamRef,
-    ) -> Result<ShardMap, ListError> {
-        let mut map = ShardMap::default();
-        let mut token: Option<String> = None;
-        loop {
-            let req = match &token {
-                Some(t) => client.list_shards().next_token(t),
-                None => stream.apply_list(client.list_shards()),
-            };
-            let resp = req.send().await.map_err(classify)?;
-            for s in resp.shards() {
-                let Some(r) = s.hash_key_range() else {
-                    continue;
-                };
-                let Ok(range) = HashKeyRange::parse(r.starting_hash_key(), r.ending_hash_key())
-                else {
-                    continue;
-                };
-                let closed = s
-                    .sequence_number_range()
-                    .is_some_and(|q| q.ending_sequence_number().is_some());
-                map.ranges.insert(s.shard_id().to_owned(), range);
-                if !closed {
-                    map.open.push((range, s.shard_id().to_owned()));
-                }
-            }
-            token = resp.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
-        map.open.sort_by_key(|(r, _)| r.start());
-        if map.open.is_empty() {
-            return Err(ListError::Transient(
-                "NoOpenShards".into(),
-                "the stream lists no open shard".into(),
-            ));
-        }
-        Ok(map)
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
-    err: SdkError<E, R>,
-) -> ListError {
-    let code = err.code().unwrap_or("").to_owned();
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{err:?}"));
-    match code.as_str() {
-        "ResourceNotFoundException" => ListError::NotFound,
-        "ResourceInUseException" => ListError::NotReady,
-        "AccessDeniedException" | "ValidationException" | "InvalidArgumentException" => {
-            ListError::Fatal(code, message)
-        }
-        "" => ListError::Transient("Transport".into(), message),
-        _ => ListError::Transient(code, message),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_by_open_ranges_and_remembers_closed_ones() {
+        let mut m = ShardMap::default();
+        let half = u128::MAX / 2;
+        m.add("shardId-000000000000", "0", &u128::MAX.to_string(), true);
+        m.add(
+            "shardId-000000000002",
+            &(half + 1).to_string(),
+            &u128::MAX.to_string(),
+            false,
+        );
+        m.add("shardId-000000000001", "0", &half.to_string(), false);
+        m.add("shardId-000000000009", "x", "y", false);
+        let m = m.finish().expect("open shards");
+        assert_eq!(m.route(0), Some(0));
+        assert_eq!(m.route(u128::MAX), Some(1));
+        assert!(m.range("shardId-000000000000").is_some());
+        assert!(m.range("shardId-000000000009").is_none());
+        assert!(ShardMap::default().finish().is_none());
     }
 }

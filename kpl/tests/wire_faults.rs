@@ -11,13 +11,11 @@ use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn config() -> ProducerConfig {
-    ProducerConfig {
-        aggregation_enabled: false,
-        retry_min_backoff: Duration::from_millis(10),
-        retry_max_backoff: Duration::from_millis(50),
-        request_timeout: Duration::from_secs(5),
-        ..ProducerConfig::default()
-    }
+    ProducerConfig::default()
+        .aggregation_enabled(false)
+        .retry_min_backoff(Duration::from_millis(10))
+        .retry_max_backoff(Duration::from_millis(50))
+        .request_timeout(Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use clap::Parser;
 use kpl::{Producer, ProducerConfig, UserRecord};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Send JSON lines from stdin to a Kinesis stream.
 #[derive(Debug, Parser)]
@@ -71,6 +70,61 @@ fn parse_line(line: &str) -> Result<UserRecord, String> {
     Ok(record)
 }
 
+type Parsed = Result<UserRecord, String>;
+
+/// Lines per batch handed from the reader thread to the sender.
+const BATCH: usize = 1024;
+
+/// Reads and parses stdin on a plain thread (async stdin reads a line at a time through a
+/// blocking pool, far slower), in batches of numbered lines.
+fn read_stdin(tx: tokio::sync::mpsc::Sender<Vec<(u64, Parsed)>>) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+    let mut line = String::new();
+    let mut number = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        batch.push((number, parse_line(text)));
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
+}
+
+/// Counts outcomes (stored, failed), reporting each failure with its line. Outcomes are
+/// awaited in send order: they resolve nearly in that order, and a record still retrying
+/// holds back at most the bounded channel behind it.
+async fn collect(mut rx: tokio::sync::mpsc::Receiver<(u64, kpl::RecordHandle)>) -> (u64, u64) {
+    let (mut succeeded, mut failed) = (0u64, 0u64);
+    while let Some((line, handle)) = rx.recv().await {
+        match handle.await {
+            Ok(_) => succeeded += 1,
+            Err(e) => {
+                eprintln!("line {line}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    (succeeded, failed)
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -98,69 +152,64 @@ async fn run(args: Args) -> Result<bool, String> {
     if let Some(shards) = args.create_shards {
         examples::ensure_stream(&client, &args.stream, shards).await?;
     }
-    let config = ProducerConfig {
-        aggregation_enabled: !args.no_aggregation,
-        record_ttl: Duration::from_millis(args.record_ttl_ms),
-        record_max_buffered_time: Duration::from_millis(args.max_buffered_ms),
-        rate_limit_percent: args.rate_limit_percent,
-        max_connections: args.max_connections,
-        max_outstanding_records: args.max_outstanding_records,
-        ..ProducerConfig::default()
-    };
+    let config = ProducerConfig::default()
+        .aggregation_enabled(!args.no_aggregation)
+        .record_ttl(Duration::from_millis(args.record_ttl_ms))
+        .record_max_buffered_time(Duration::from_millis(args.max_buffered_ms))
+        .rate_limit_percent(args.rate_limit_percent)
+        .max_connections(args.max_connections)
+        .max_outstanding_records(args.max_outstanding_records);
     let producer = Producer::builder(client, &args.stream)
         .config(config)
         .build()
         .await
         .map_err(|e| e.to_string())?;
+    // A reader thread parses stdin in batches; the async side sends them and a collector
+    // counts outcomes as they come. Memory is bounded by the producer's outstanding limits and
+    // two small bounded channels, whatever the size of the input.
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::channel::<Vec<(u64, Parsed)>>(16);
+    let reader = std::thread::spawn(move || read_stdin(lines_tx));
+    let (handles_tx, handles_rx) =
+        tokio::sync::mpsc::channel::<(u64, kpl::RecordHandle)>(args.max_outstanding_records);
+    let collector = tokio::spawn(collect(handles_rx));
     let (mut sent, mut failed) = (0u64, 0u64);
-    let (outcomes_tx, mut outcomes_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let mut number = 0u64;
-    while let Some(line) = lines
-        .next_line()
-        .await
-        .map_err(|e| format!("reading stdin: {e}"))?
-    {
-        number += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        sent += 1;
-        let record = match parse_line(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("line {number}: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        match producer.send(record).await {
-            Ok(handle) => {
-                let tx = outcomes_tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send((number, handle.await));
-                });
-            }
-            Err(e) => {
-                eprintln!("line {number}: {e}");
-                failed += 1;
+    while let Some(batch) = lines_rx.recv().await {
+        for (number, parsed) in batch {
+            sent += 1;
+            let record = match parsed {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("line {number}: {e}");
+                    failed += 1;
+                    continue;
+                }
+            };
+            match producer.send(record).await {
+                Ok(handle) => {
+                    if handles_tx.send((number, handle)).await.is_err() {
+                        return Err("the outcome collector stopped".into());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("line {number}: {e}");
+                    failed += 1;
+                }
             }
         }
     }
-    drop(outcomes_tx);
+    let read = reader
+        .join()
+        .map_err(|_| "the stdin reader panicked".to_owned())?;
+    read.map_err(|e| format!("reading stdin: {e}"))?;
+    drop(handles_tx);
     producer.flush().await;
-    let mut succeeded = 0u64;
-    while let Some((line, outcome)) = outcomes_rx.recv().await {
-        match outcome {
-            Ok(_) => succeeded += 1,
-            Err(e) => {
-                eprintln!("line {line}: {e}");
-                failed += 1;
-            }
-        }
-    }
+    let (succeeded, failed_outcomes) = collector.await.map_err(|e| format!("collector: {e}"))?;
+    failed += failed_outcomes;
     let m = producer.metrics();
-    producer.shutdown(Duration::from_secs(30)).await;
+    let end = producer.shutdown(Duration::from_secs(30)).await;
+    if !end.is_clean() {
+        tracing::warn!(?end, "the producer did not store every record");
+    }
     // Written by hand to keep the documented key order.
     let summary = format!(
         "{{\"sent\":{sent},\"succeeded\":{succeeded},\"failed\":{failed},\"kinesis_records\":{},\"retries\":{},\"elapsed_s\":{}}}",

@@ -43,8 +43,11 @@ pub struct ReadRecord {
     pub sub: u64,
     pub partition_key: String,
     pub data: Bytes,
-    /// Inside an aggregate whose shard does not own its hash key (a consumer drops it).
+    /// Inside an aggregate whose shard does not own its hash key (every KCL drops it).
     pub out_of_range: bool,
+    /// Inside an aggregate with at least one out-of-range sub-record (the Java KCL and the
+    /// other KCL ports drop such an aggregate whole).
+    pub misplaced_aggregate: bool,
     pub aggregated: bool,
 }
 
@@ -90,9 +93,13 @@ pub async fn read_all(client: &Client, stream: &str) -> Vec<ReadRecord> {
                 let data = Bytes::copy_from_slice(rec.data().as_ref());
                 match deaggregate(&data) {
                     Ok(users) => {
+                        let misplaced = users
+                            .iter()
+                            .any(|u| !range.contains(u.hash_key().expect("hash")));
                         for u in users {
                             let hash = u.hash_key().expect("hash");
                             out.push(ReadRecord {
+                                misplaced_aggregate: misplaced,
                                 shard: s.shard_id().to_owned(),
                                 sequence: rec.sequence_number().to_owned(),
                                 sub: u.sub_sequence_number,
@@ -104,6 +111,7 @@ pub async fn read_all(client: &Client, stream: &str) -> Vec<ReadRecord> {
                         }
                     }
                     Err(_) => out.push(ReadRecord {
+                        misplaced_aggregate: false,
                         shard: s.shard_id().to_owned(),
                         sequence: rec.sequence_number().to_owned(),
                         sub: 0,
@@ -138,4 +146,66 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     cond()
+}
+
+/// Checks exactly-once delivery and per-key order of `key -> [0, 1, 2, …]` payloads
+/// `"{key}:{n}"` as a KCL that drops misplaced aggregates whole (the Java KCL) sees them.
+pub fn check_whole_drop_delivery(
+    read: &[ReadRecord],
+    expected_per_key: &std::collections::HashMap<String, usize>,
+) {
+    use std::collections::HashMap;
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut delivered = 0;
+    // Parents are read before children (shard order), matching a KCL's processing order.
+    for r in read
+        .iter()
+        .filter(|r| !r.out_of_range && !r.misplaced_aggregate)
+    {
+        let (key, n) = key_and_number(r);
+        let want = next.entry(key.clone()).or_insert(0);
+        assert_eq!(
+            n, *want,
+            "key {key}: expected record {want}, found {n} (loss, order or duplicate)"
+        );
+        *want += 1;
+        delivered += 1;
+    }
+    assert_eq!(next.len(), expected_per_key.len(), "every key delivered");
+    for (k, &count) in expected_per_key {
+        assert_eq!(next.get(k).copied(), Some(count), "all records of {k}");
+    }
+    assert_eq!(delivered, expected_per_key.values().sum::<usize>());
+}
+
+/// Checks at-least-once delivery, first occurrences in per-key order, as a consumer that
+/// drops out-of-range sub-records one by one sees them; returns the duplicates.
+pub fn check_per_record_delivery(
+    read: &[ReadRecord],
+    expected_per_key: &std::collections::HashMap<String, usize>,
+) -> usize {
+    use std::collections::HashMap;
+    let mut next: HashMap<String, usize> = HashMap::new();
+    let mut duplicates = 0;
+    for r in read.iter().filter(|r| !r.out_of_range) {
+        let (key, n) = key_and_number(r);
+        let want = next.entry(key.clone()).or_insert(0);
+        if n < *want {
+            duplicates += 1;
+            continue;
+        }
+        assert_eq!(n, *want, "key {key}: expected record {want}, found {n}");
+        *want += 1;
+    }
+    for (k, &count) in expected_per_key {
+        assert_eq!(next.get(k).copied(), Some(count), "all records of {k}");
+    }
+    duplicates
+}
+
+fn key_and_number(r: &ReadRecord) -> (String, usize) {
+    let text = std::str::from_utf8(&r.data).expect("utf8");
+    let (key, n) = text.rsplit_once(':').expect("key:n");
+    assert_eq!(key, r.partition_key);
+    (key.to_owned(), n.parse().expect("n"))
 }

@@ -1,0 +1,804 @@
+//! The producer's sans-I/O core: a state machine that takes records, flush and shutdown
+//! commands, request results, shard maps and `now`, and returns actions (send this
+//! `PutRecords`, list the shards) plus the time it next wants to be woken. It resolves record
+//! handles itself (a oneshot send needs no runtime). The async driver does the calls.
+//!
+//! Path of a record: routed to its predicted shard's FIFO queue → taken (aggregated with
+//! records of the same shard) into a request when due (buffered time, a full aggregate, a
+//! flush, a retry) and when the shard's rate limiter and backoff allow → outcome, or back to
+//! the front of its queue for a retry.
+
+use crate::classify::{CallError, ErrorClass};
+use crate::config::{Ordering, ProducerConfig};
+use crate::error::PutError;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::outstanding::{FlushReport, Outstanding};
+use crate::queue::{BatchLimits, Carried, Pending, ShardState, WireEntry};
+use crate::record::RecordOutcome;
+use crate::shard_map::ShardMap;
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// What the driver must do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Send these Kinesis records in one `PutRecords`; report with [`Core::put_done`].
+    Put {
+        request: u64,
+        entries: Vec<WireEntry>,
+    },
+    /// List the stream's shards; report with [`Core::map_loaded`].
+    ListShards,
+}
+
+/// Per Kinesis record of a request: `(shard id, sequence number)` or an error.
+pub(crate) type EntryResult = Result<(String, String), CallError>;
+
+/// What a shutdown saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Records accepted over the producer's life.
+    pub records: u64,
+    /// Records stored.
+    pub succeeded: u64,
+    /// Records whose outcome is an error (expired, rejected, timed out, …).
+    pub failed: u64,
+    /// Of the failed, those that reached the shutdown deadline without an outcome.
+    pub timed_out: u64,
+    /// Of the failed, those whose TTL ran out.
+    pub expired: u64,
+}
+
+impl ShutdownReport {
+    /// Whether every record was stored.
+    pub fn is_clean(&self) -> bool {
+        self.failed == 0 && self.succeeded == self.records
+    }
+}
+
+/// An aggregate that landed on a shard other than predicted, waiting for a fresh shard map to
+/// tell whether the landing shard owns every sub-record.
+#[derive(Debug)]
+struct Unverified {
+    shard: Arc<str>,
+    sequence: Arc<str>,
+    records: Vec<Pending>,
+}
+
+#[derive(Debug, Default)]
+struct Refresh {
+    wanted: bool,
+    running: bool,
+    not_before: Option<Instant>,
+    backoff: Option<ExponentialBackoff>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    succeeded: u64,
+    timed_out: u64,
+    expired: u64,
+}
+
+/// A far-future instant for durations that would overflow (`Duration::MAX`, a huge TTL).
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(d.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+fn backoff_builder(cfg: &ProducerConfig) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(cfg.retry_min_backoff)
+        .with_max_delay(cfg.retry_max_backoff)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+}
+
+/// The state machine.
+#[derive(Debug)]
+pub(crate) struct Core {
+    cfg: ProducerConfig,
+    stream: String,
+    metrics: Arc<Metrics>,
+    map: ShardMap,
+    shards: Vec<ShardState>,
+    rr: usize,
+    unrouted: VecDeque<Pending>,
+    requests: HashMap<u64, Vec<Carried>>,
+    next_request: u64,
+    refresh: Refresh,
+    pending_map: Option<ShardMap>,
+    unverified: Vec<Unverified>,
+    outstanding: Outstanding,
+    flush_upto: u64,
+    shutdown: Option<Instant>,
+    closed: bool,
+    totals: Totals,
+}
+
+impl Core {
+    pub fn new(
+        cfg: ProducerConfig,
+        stream: String,
+        metrics: Arc<Metrics>,
+        map: ShardMap,
+        now: Instant,
+    ) -> Self {
+        let mut core = Core {
+            cfg,
+            stream,
+            metrics,
+            map: ShardMap::default(),
+            shards: Vec::new(),
+            rr: 0,
+            unrouted: VecDeque::new(),
+            requests: HashMap::new(),
+            next_request: 0,
+            refresh: Refresh::default(),
+            pending_map: None,
+            unverified: Vec::new(),
+            outstanding: Outstanding::default(),
+            flush_upto: 0,
+            shutdown: None,
+            closed: false,
+            totals: Totals::default(),
+        };
+        core.apply_map(map, now);
+        core
+    }
+
+    // ----- commands -------------------------------------------------------------------
+
+    /// A record arrives: it gets the next id, its TTL starts.
+    pub fn record(&mut self, mut p: Pending, now: Instant) {
+        p.id = self.outstanding.assign();
+        p.enqueued = now;
+        p.last_event = now;
+        p.attempt_started = now;
+        p.deadline = later(now, self.cfg.record_ttl);
+        if self.closed || self.shutdown.is_some_and(|d| now >= d) {
+            let attempts = Vec::new();
+            self.finish(p, Err(PutError::ShutdownTimeout { attempts }));
+            return;
+        }
+        self.route(p, false);
+    }
+
+    /// A record that arrived after the pipeline finished: it fails with
+    /// [`PutError::ShutdownTimeout`] (it was never sent).
+    pub fn late(&mut self, mut p: Pending, now: Instant) {
+        p.id = self.outstanding.assign();
+        p.enqueued = now;
+        self.finish(
+            p,
+            Err(PutError::ShutdownTimeout {
+                attempts: Vec::new(),
+            }),
+        );
+        self.outstanding.answer();
+    }
+
+    /// A flush: answered once every record that arrived before it has an outcome.
+    pub fn flush(&mut self, waiter: oneshot::Sender<FlushReport>) {
+        let upto = self.outstanding.flush(waiter);
+        if self.outstanding.has_waiters() {
+            self.flush_upto = self.flush_upto.max(upto);
+        }
+    }
+
+    /// A shutdown: everything queued is due now; what has no outcome at `deadline` fails with
+    /// [`PutError::ShutdownTimeout`]. A second shutdown may only bring the deadline closer.
+    pub fn shutdown(&mut self, deadline: Instant) {
+        self.flush_upto = u64::MAX;
+        self.shutdown = Some(self.shutdown.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// Every producer handle is gone without a shutdown: what is not in flight fails with
+    /// [`PutError::Dropped`].
+    pub fn close(&mut self) {
+        self.closed = true;
+        if self.shutdown.is_none() && !self.outstanding.is_empty() {
+            tracing::warn!(target: "kpl", outstanding = self.outstanding.len(), "producer dropped without shutdown: records not yet sent fail with PutError::Dropped");
+            self.fail_queued(|_| PutError::Dropped);
+        }
+    }
+
+    // ----- results ----------------------------------------------------------------------
+
+    /// A `PutRecords` answered (or failed as a whole).
+    pub fn put_done(
+        &mut self,
+        request: u64,
+        result: Result<Vec<EntryResult>, CallError>,
+        now: Instant,
+    ) {
+        let Some(carried) = self.requests.remove(&request) else {
+            return;
+        };
+        let mut touched: Vec<usize> = carried.iter().map(|c| c.shard).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for &i in &touched {
+            if let Some(s) = self.shards.get_mut(i) {
+                s.in_flight = s.in_flight.saturating_sub(1);
+            }
+        }
+        let mut retry: Vec<Pending> = Vec::new();
+        let mut failed_shards: HashSet<usize> = HashSet::new();
+        let mut throttled: HashMap<usize, u64> = HashMap::new();
+        let mut results = result.map(Vec::into_iter);
+        for c in carried {
+            let r = match &mut results {
+                Err(call) => Err(call.clone()),
+                Ok(it) => it.next().unwrap_or_else(|| {
+                    Err(CallError::new(
+                        "InternalFailure",
+                        "no result for the record",
+                    ))
+                }),
+            };
+            match r {
+                Ok((landed, seq)) => self.stored(c, landed, seq, now),
+                Err(err) => {
+                    failed_shards.insert(c.shard);
+                    let class = err.class();
+                    match class {
+                        ErrorClass::Throttled => *throttled.entry(c.shard).or_default() += 1,
+                        ErrorClass::NotFound => self.refresh.wanted = true,
+                        _ => {}
+                    }
+                    for mut p in c.records {
+                        p.failed_attempt(now, &err.code, &err.message);
+                        if class == ErrorClass::Final {
+                            let attempts = p.attempts.clone();
+                            let e = PutError::Rejected {
+                                code: err.code.clone(),
+                                message: err.message.clone(),
+                                attempts,
+                            };
+                            self.finish(p, Err(e));
+                        } else {
+                            retry.push(p);
+                        }
+                    }
+                }
+            }
+        }
+        for &i in &touched {
+            let Some(s) = self.shards.get_mut(i) else {
+                continue;
+            };
+            if let Some(&n) = throttled.get(&i) {
+                // Once per response, however many of its records were throttled.
+                s.limiter.throttled();
+                self.metrics.throttled(&s.id, n, s.limiter.permille());
+            }
+            if failed_shards.contains(&i) {
+                let builder = backoff_builder(&self.cfg);
+                let delay = s
+                    .backoff
+                    .get_or_insert_with(|| builder.build())
+                    .next()
+                    .unwrap_or(self.cfg.retry_max_backoff);
+                s.not_before = s.not_before.max(later(now, delay));
+            } else {
+                s.backoff = None;
+                let before = s.limiter.permille();
+                s.limiter.succeeded();
+                if s.limiter.permille() != before {
+                    self.metrics.rate(&s.id, s.limiter.permille());
+                }
+            }
+        }
+        // Back to the front of their queues, in their original order.
+        for p in retry.into_iter().rev() {
+            self.requeue(p, now);
+        }
+        self.outstanding.answer();
+    }
+
+    fn stored(&mut self, c: Carried, landed: String, seq: String, now: Instant) {
+        let predicted = self.shards.get(c.shard).map(|s| s.id.clone());
+        let (landed, seq): (Arc<str>, Arc<str>) = (landed.into(), seq.into());
+        let expected = predicted.as_deref() == Some(&*landed);
+        if !expected {
+            tracing::debug!(target: "kpl", predicted = ?predicted, %landed, "record landed on an unexpected shard; refreshing the shard map");
+            self.refresh.wanted = true;
+        }
+        let mut records = c.records;
+        for p in &mut records {
+            p.succeeded_attempt(now);
+        }
+        if c.aggregated && !expected {
+            if self.closed && self.shutdown.is_none() {
+                for p in records {
+                    self.finish(p, Err(PutError::Dropped));
+                }
+                return;
+            }
+            self.unverified.push(Unverified {
+                shard: landed,
+                sequence: seq,
+                records,
+            });
+            return;
+        }
+        for (n, mut p) in records.into_iter().enumerate() {
+            let outcome = RecordOutcome {
+                shard_id: landed.clone(),
+                sequence_number: seq.clone(),
+                sub_sequence_number: n as u64,
+                aggregated: c.aggregated,
+                attempts: std::mem::take(&mut p.attempts),
+            };
+            self.finish(p, Ok(outcome));
+        }
+    }
+
+    fn requeue(&mut self, p: Pending, now: Instant) {
+        if self.closed && self.shutdown.is_none() {
+            self.finish(p, Err(PutError::Dropped));
+        } else if self.shutdown.is_some_and(|d| now >= d) {
+            let attempts = p.attempts.clone();
+            self.finish(p, Err(PutError::ShutdownTimeout { attempts }));
+        } else if p.deadline <= now {
+            let attempts = p.attempts.clone();
+            self.finish(p, Err(PutError::Expired { attempts }));
+        } else {
+            self.route(p, true);
+        }
+    }
+
+    /// A `ListShards` finished: `Ok(None)` when the stream lists no open shard.
+    pub fn map_loaded(&mut self, result: Result<Option<ShardMap>, CallError>, now: Instant) {
+        self.refresh.running = false;
+        let err = match result {
+            Ok(Some(map)) => {
+                self.metrics.refreshed();
+                self.refresh.backoff = None;
+                self.refresh.not_before = None;
+                self.pending_map = Some(map);
+                return;
+            }
+            Ok(None) => CallError::new("NoOpenShards", "the stream lists no open shard"),
+            Err(e) => e,
+        };
+        if err.class() == ErrorClass::NotFound {
+            let stream = self.stream.clone();
+            self.fail_queued(|attempts| PutError::StreamNotFound {
+                stream: stream.clone(),
+                attempts,
+            });
+        }
+        tracing::warn!(target: "kpl", code = %err.code, message = %err.message, "refreshing the shard map failed; retrying");
+        let builder = backoff_builder(&self.cfg);
+        let delay = self
+            .refresh
+            .backoff
+            .get_or_insert_with(|| builder.build())
+            .next()
+            .unwrap_or(self.cfg.retry_max_backoff);
+        self.refresh.wanted = true;
+        self.refresh.not_before = Some(later(now, delay));
+        self.outstanding.answer();
+    }
+
+    // ----- the pump ---------------------------------------------------------------------
+
+    /// Does what is due at `now` and appends the calls to make to `out`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Some(deadline) = self.shutdown
+            && now >= deadline
+        {
+            self.fail_queued(|attempts| PutError::ShutdownTimeout { attempts });
+        }
+        if self.requests.is_empty()
+            && let Some(map) = self.pending_map.take()
+        {
+            self.apply_map(map, now);
+        }
+        if self.refresh.wanted
+            && !self.refresh.running
+            && self.refresh.not_before.is_none_or(|t| now >= t)
+            && !self.outstanding.is_empty()
+        {
+            self.refresh.running = true;
+            self.refresh.wanted = false;
+            out.push(Action::ListShards);
+        }
+        self.expire(now);
+        // While the shard map is known to be stale, send nothing new; after the shutdown
+        // deadline, nothing at all.
+        if !self.map_is_current() || self.shutdown.is_some_and(|d| now >= d) {
+            self.outstanding.answer();
+            return;
+        }
+        while self.requests.len() < self.cfg.max_connections {
+            let Some(action) = self.build_request(now) else {
+                break;
+            };
+            out.push(action);
+        }
+        self.outstanding.answer();
+    }
+
+    fn map_is_current(&self) -> bool {
+        !(self.refresh.running || self.pending_map.is_some() || self.refresh.wanted)
+    }
+
+    /// Whether the pipeline is done: stopping, and nothing outstanding or in flight.
+    pub fn finished(&self) -> bool {
+        (self.closed || self.shutdown.is_some())
+            && self.outstanding.is_empty()
+            && self.requests.is_empty()
+    }
+
+    /// Totals over the producer's life.
+    pub fn report(&self) -> ShutdownReport {
+        ShutdownReport {
+            records: self.outstanding.last(),
+            succeeded: self.totals.succeeded,
+            failed: self.outstanding.failed_total(),
+            timed_out: self.totals.timed_out,
+            expired: self.totals.expired,
+        }
+    }
+
+    /// Records without an outcome.
+    #[cfg(test)]
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// When the core next has something to do, if nothing else happens first.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let mut wake: Option<Instant> = None;
+        let mut at = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
+        if let Some(deadline) = self.shutdown {
+            at(deadline);
+        }
+        if self.refresh.wanted && !self.refresh.running && !self.outstanding.is_empty() {
+            at(self.refresh.not_before.unwrap_or(now));
+        }
+        if let Some(p) = self.unrouted.front() {
+            at(p.deadline);
+        }
+        for u in &self.unverified {
+            if let Some(p) = u.records.iter().min_by_key(|p| p.deadline) {
+                at(p.deadline);
+            }
+        }
+        let current = self.map_is_current();
+        for s in &self.shards {
+            let Some(front) = s.queue.front() else {
+                continue;
+            };
+            at(front.deadline);
+            if !current
+                || (self.cfg.ordering == Ordering::PerPartitionKey && s.in_flight > 0)
+                || self.requests.len() >= self.cfg.max_connections
+            {
+                continue;
+            }
+            let ready = if self.due(s, now) {
+                now
+            } else {
+                later(front.enqueued, self.cfg.record_max_buffered_time)
+            };
+            at(ready.max(s.not_before).max(s.limited_until));
+        }
+        wake
+    }
+
+    // ----- internals --------------------------------------------------------------------
+
+    fn finish(&mut self, p: Pending, result: Result<RecordOutcome, PutError>) {
+        self.outstanding.resolve(p.id, result.is_err());
+        match &result {
+            Ok(_) => {
+                self.totals.succeeded += 1;
+                self.metrics.succeeded(1);
+            }
+            Err(e) => {
+                let expired = matches!(e, PutError::Expired { .. });
+                if expired {
+                    self.totals.expired += 1;
+                }
+                if matches!(e, PutError::ShutdownTimeout { .. }) {
+                    self.totals.timed_out += 1;
+                }
+                self.metrics.failed(1, expired);
+            }
+        }
+        // The caller may have dropped its handle; the outcome is still counted.
+        let _ = p.reply.send(result);
+        drop(p.permits);
+    }
+
+    fn fail_queued(&mut self, err: impl Fn(Vec<crate::record::Attempt>) -> PutError) {
+        let mut all: Vec<Pending> = self.unrouted.drain(..).collect();
+        for s in &mut self.shards {
+            all.extend(s.queue.drain(..));
+            s.queued_bytes = 0;
+        }
+        for u in self.unverified.drain(..) {
+            all.extend(u.records);
+        }
+        for p in all {
+            let e = err(p.attempts.clone());
+            self.finish(p, Err(e));
+        }
+        self.outstanding.answer();
+    }
+
+    /// Puts a record into its shard's queue (at the back, or the front for a retry).
+    fn route(&mut self, p: Pending, front: bool) {
+        match self.map.route(p.hash).filter(|&i| i < self.shards.len()) {
+            Some(i) => self.shards[i].push(p, front),
+            None => {
+                self.refresh.wanted = true;
+                if front {
+                    self.unrouted.push_front(p);
+                } else {
+                    self.unrouted.push_back(p);
+                }
+            }
+        }
+    }
+
+    fn apply_map(&mut self, map: ShardMap, now: Instant) {
+        let mut again: Vec<Pending> = Vec::new();
+        // Aggregates that landed elsewhere count as stored only if the landing shard owns
+        // every sub-record (then every KCL delivers all of them); otherwise the whole
+        // aggregate failed and every sub-record goes out again, as the AWS KPL does (a KCL
+        // drops a misplaced aggregate whole).
+        for u in std::mem::take(&mut self.unverified) {
+            let range = map.range(&u.shard);
+            let owned = range.is_some_and(|r| u.records.iter().all(|p| r.contains(p.hash)));
+            if owned {
+                for (n, mut p) in u.records.into_iter().enumerate() {
+                    let outcome = RecordOutcome {
+                        shard_id: u.shard.clone(),
+                        sequence_number: u.sequence.clone(),
+                        sub_sequence_number: n as u64,
+                        aggregated: true,
+                        attempts: std::mem::take(&mut p.attempts),
+                    };
+                    self.finish(p, Ok(outcome));
+                }
+            } else {
+                self.metrics.misplaced(u.records.len() as u64);
+                for mut p in u.records {
+                    if let Some(last) = p.attempts.last_mut() {
+                        last.error_code = Some("WrongShard".to_owned());
+                        last.error_message = Some(format!(
+                            "the aggregate landed on {} which does not own every sub-record",
+                            u.shard
+                        ));
+                    }
+                    p.last_event = now;
+                    again.push(p);
+                }
+            }
+        }
+        let mut old: HashMap<Arc<str>, ShardState> = HashMap::new();
+        for mut s in std::mem::take(&mut self.shards) {
+            again.extend(s.queue.drain(..));
+            s.queued_bytes = 0;
+            old.insert(s.id.clone(), s);
+        }
+        again.extend(self.unrouted.drain(..));
+        let percent = self.cfg.rate_limit_percent;
+        self.shards = map
+            .open_shards()
+            .map(|(range, id)| match old.remove(id) {
+                // A shard that still exists keeps its rate and backoff state.
+                Some(mut s) => {
+                    s.in_flight = 0;
+                    s
+                }
+                None => ShardState::new(id.clone(), *range, Limiter::new(percent, now), now),
+            })
+            .collect();
+        for id in old.keys() {
+            self.metrics.forget_shard(id);
+        }
+        self.map = map;
+        self.rr = 0;
+        for p in again {
+            if p.deadline <= now {
+                let attempts = p.attempts.clone();
+                self.finish(p, Err(PutError::Expired { attempts }));
+            } else {
+                self.route(p, false);
+            }
+        }
+        self.outstanding.answer();
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let mut expired = Vec::new();
+        for s in &mut self.shards {
+            while s.queue.front().is_some_and(|p| p.deadline <= now) {
+                if let Some(p) = s.queue.pop_front() {
+                    s.queued_bytes -= p.size();
+                    expired.push(p);
+                }
+            }
+        }
+        while self.unrouted.front().is_some_and(|p| p.deadline <= now) {
+            if let Some(p) = self.unrouted.pop_front() {
+                expired.push(p);
+            }
+        }
+        // An aggregate that cannot be verified in time expires whole: it may not be
+        // delivered by every consumer.
+        let mut i = 0;
+        while i < self.unverified.len() {
+            if self.unverified[i].records.iter().any(|p| p.deadline <= now) {
+                let u = self.unverified.swap_remove(i);
+                for mut p in u.records {
+                    if let Some(last) = p.attempts.last_mut() {
+                        last.error_code = Some("WrongShard".to_owned());
+                        last.error_message = Some(format!(
+                            "landed on {}; the shard map could not be refreshed to verify it",
+                            u.shard
+                        ));
+                    }
+                    expired.push(p);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        for p in expired {
+            let attempts = p.attempts.clone();
+            self.finish(p, Err(PutError::Expired { attempts }));
+        }
+    }
+
+    fn due(&self, s: &ShardState, now: Instant) -> bool {
+        let Some(front) = s.queue.front() else {
+            return false;
+        };
+        later(front.enqueued, self.cfg.record_max_buffered_time) <= now
+            || front.id <= self.flush_upto
+            // Senders are waiting for room: buffering longer only adds latency.
+            || self.outstanding.len() >= self.cfg.max_outstanding_records
+            || !front.attempts.is_empty()
+            || if self.cfg.aggregation_enabled {
+                s.queued_bytes >= self.cfg.aggregation_max_size
+            } else {
+                s.queue.len() >= self.cfg.collection_max_count
+            }
+    }
+
+    fn sendable(&self, s: &ShardState, now: Instant) -> bool {
+        !s.queue.is_empty()
+            && now >= s.not_before
+            && now >= s.limited_until
+            && (self.cfg.ordering == Ordering::Relaxed || s.in_flight == 0)
+            && self.due(s, now)
+    }
+
+    fn build_request(&mut self, now: Instant) -> Option<Action> {
+        let mut wire: Vec<WireEntry> = Vec::new();
+        let mut carried: Vec<Carried> = Vec::new();
+        let mut bytes = 0usize;
+        let n = self.shards.len();
+        for k in 0..n {
+            let i = (self.rr + k) % n;
+            if !self.sendable(&self.shards[i], now) {
+                continue;
+            }
+            self.take(i, now, &mut wire, &mut carried, &mut bytes);
+            if wire.len() >= self.cfg.collection_max_count {
+                break;
+            }
+        }
+        if n > 0 {
+            self.rr = (self.rr + 1) % n;
+        }
+        if wire.is_empty() {
+            return None;
+        }
+        let mut touched: Vec<usize> = carried.iter().map(|c| c.shard).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for &i in &touched {
+            self.shards[i].in_flight += 1;
+        }
+        for c in &mut carried {
+            for p in &mut c.records {
+                if p.attempts.is_empty() {
+                    self.metrics
+                        .buffered(now.saturating_duration_since(p.enqueued));
+                } else {
+                    self.metrics.retries(1);
+                }
+                p.attempt_started = now;
+            }
+        }
+        self.metrics.request(wire.len() as u64, bytes as u64);
+        self.next_request += 1;
+        let request = self.next_request;
+        self.requests.insert(request, carried);
+        Some(Action::Put {
+            request,
+            entries: wire,
+        })
+    }
+
+    /// Moves records of shard `i` into the request while the request, the aggregate and the
+    /// rate limiter allow.
+    fn take(
+        &mut self,
+        i: usize,
+        now: Instant,
+        wire: &mut Vec<WireEntry>,
+        carried: &mut Vec<Carried>,
+        bytes: &mut usize,
+    ) {
+        let strict = self.cfg.ordering == Ordering::PerPartitionKey;
+        let limits = BatchLimits {
+            aggregate: self.cfg.aggregation_enabled,
+            max_size: self.cfg.aggregation_max_size,
+            max_count: self.cfg.aggregation_max_count,
+        };
+        let mut keys: HashSet<String> = HashSet::new();
+        let mut misrouted = Vec::new();
+        loop {
+            if wire.len() >= self.cfg.collection_max_count {
+                break;
+            }
+            let s = &mut self.shards[i];
+            if let Some(wait) = s.limiter.wait(now) {
+                s.limited_until = later(now, wait);
+                break;
+            }
+            let Some((entry, records, aggregated)) =
+                s.next_entry(limits, strict.then_some(&keys), &mut misrouted)
+            else {
+                break;
+            };
+            let size = entry.size();
+            if *bytes + size > self.cfg.collection_max_size {
+                s.unpop(records);
+                break;
+            }
+            *bytes += size;
+            s.limiter.take(size);
+            if strict && !aggregated {
+                keys.insert(entry.pk.clone());
+            }
+            wire.push(entry);
+            carried.push(Carried {
+                shard: i,
+                records,
+                aggregated,
+            });
+            if strict && aggregated {
+                // One aggregate per shard and request: it holds many keys, and two Kinesis
+                // records of one key in a request can fail independently.
+                break;
+            }
+        }
+        for p in misrouted {
+            tracing::warn!(target: "kpl", shard = %self.shards[i].id, "record outside its shard's range; routing it again");
+            self.route(p, true);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
