@@ -1,6 +1,7 @@
 //! The DynamoDB JSON API (awsJson1_0): tables and items for lease tables.
 
 use super::expr::{self, Context, Path};
+use super::legacy;
 use super::value::{AttrValue, Decimal, Item, item_from_json, item_size, item_to_json};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
@@ -102,25 +103,6 @@ fn table_name(v: &Map<String, Value>) -> Result<&str, ApiError> {
         )));
     }
     Ok(name)
-}
-
-fn reject_legacy(v: &Map<String, Value>) -> Result<(), ApiError> {
-    for legacy in [
-        "Expected",
-        "AttributeUpdates",
-        "ConditionalOperator",
-        "ScanFilter",
-        "AttributesToGet",
-        "QueryFilter",
-        "KeyConditions",
-    ] {
-        if v.contains_key(legacy) {
-            return Err(ApiError::validation(format!(
-                "The legacy parameter {legacy} is not supported by this engine; use expressions instead"
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn context(v: &Map<String, Value>) -> Result<Context, ApiError> {
@@ -570,13 +552,17 @@ impl DynamoCore {
     }
 
     fn put_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        reject_legacy(v)?;
+        let legacy = legacy::uses_legacy(v, &["Expected", "ConditionalOperator"])?;
         let t = self.active(v)?;
         let item = required_item(v, "Item", "item")?;
         let rv = return_values(v, &["NONE", "ALL_OLD"])?;
         let all_old = on_failure_all_old(v)?;
         let mut ctx = context(v)?;
-        let cond = condition(v, &mut ctx)?;
+        let cond = if legacy {
+            legacy::expected(v)?
+        } else {
+            condition(v, &mut ctx)?
+        };
         ctx.check_all_used()?;
         let key = t.key_from_item(&item)?;
         check_size(&item)?;
@@ -591,7 +577,7 @@ impl DynamoCore {
     }
 
     fn get_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        reject_legacy(v)?;
+        let legacy = legacy::uses_legacy(v, &["AttributesToGet"])?;
         let t = self.active(v)?;
         let key = required_item(v, "Key", "key")?;
         if let Some(c) = v.get("ConsistentRead")
@@ -601,9 +587,13 @@ impl DynamoCore {
             return Err(ApiError::serialization("ConsistentRead must be a boolean"));
         }
         let mut ctx = context(v)?;
-        let projection = opt_str(v, "ProjectionExpression")?
-            .map(|p| expr::parse_projection(p, &mut ctx))
-            .transpose()?;
+        let projection = if legacy {
+            legacy::attributes_to_get(v)?
+        } else {
+            opt_str(v, "ProjectionExpression")?
+                .map(|p| expr::parse_projection(p, &mut ctx))
+                .transpose()?
+        };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key)?;
         let items = t.items.lock();
@@ -620,7 +610,8 @@ impl DynamoCore {
     }
 
     fn update_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        reject_legacy(v)?;
+        let legacy =
+            legacy::uses_legacy(v, &["Expected", "ConditionalOperator", "AttributeUpdates"])?;
         let t = self.active(v)?;
         let key_item = required_item(v, "Key", "key")?;
         let rv = return_values(
@@ -629,10 +620,14 @@ impl DynamoCore {
         )?;
         let all_old = on_failure_all_old(v)?;
         let mut ctx = context(v)?;
-        let update = opt_str(v, "UpdateExpression")?
-            .map(|u| expr::parse_update(u, &mut ctx))
-            .transpose()?;
-        let cond = condition(v, &mut ctx)?;
+        let (update, cond) = if legacy {
+            (legacy::attribute_updates(v)?, legacy::expected(v)?)
+        } else {
+            let update = opt_str(v, "UpdateExpression")?
+                .map(|u| expr::parse_update(u, &mut ctx))
+                .transpose()?;
+            (update, condition(v, &mut ctx)?)
+        };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
         let mut items = t.items.lock();
@@ -666,13 +661,17 @@ impl DynamoCore {
     }
 
     fn delete_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        reject_legacy(v)?;
+        let legacy = legacy::uses_legacy(v, &["Expected", "ConditionalOperator"])?;
         let t = self.active(v)?;
         let key_item = required_item(v, "Key", "key")?;
         let rv = return_values(v, &["NONE", "ALL_OLD"])?;
         let all_old = on_failure_all_old(v)?;
         let mut ctx = context(v)?;
-        let cond = condition(v, &mut ctx)?;
+        let cond = if legacy {
+            legacy::expected(v)?
+        } else {
+            condition(v, &mut ctx)?
+        };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
         let mut items = t.items.lock();
@@ -686,7 +685,8 @@ impl DynamoCore {
     }
 
     fn scan(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        reject_legacy(v)?;
+        let legacy =
+            legacy::uses_legacy(v, &["ScanFilter", "ConditionalOperator", "AttributesToGet"])?;
         let t = self.active(v)?;
         let limit = match v.get("Limit") {
             None | Some(Value::Null) => usize::MAX,
@@ -723,12 +723,21 @@ impl DynamoCore {
             }
         };
         let mut ctx = context(v)?;
-        let filter = opt_str(v, "FilterExpression")?
-            .map(|f| expr::parse_condition("Filter", f, &mut ctx))
-            .transpose()?;
-        let projection: Option<Vec<Path>> = opt_str(v, "ProjectionExpression")?
-            .map(|p| expr::parse_projection(p, &mut ctx))
-            .transpose()?;
+        let (filter, projection): (Option<expr::Cond>, Option<Vec<Path>>) = if legacy {
+            (
+                legacy::filter(v, "ScanFilter")?,
+                legacy::attributes_to_get(v)?,
+            )
+        } else {
+            (
+                opt_str(v, "FilterExpression")?
+                    .map(|f| expr::parse_condition("Filter", f, &mut ctx))
+                    .transpose()?,
+                opt_str(v, "ProjectionExpression")?
+                    .map(|p| expr::parse_projection(p, &mut ctx))
+                    .transpose()?,
+            )
+        };
         ctx.check_all_used()?;
         let start = match v.get("ExclusiveStartKey") {
             None | Some(Value::Null) => None,

@@ -2,4 +2,5 @@
 
 pub mod api;
 pub mod expr;
+pub mod legacy;
 pub mod value;
