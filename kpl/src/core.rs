@@ -86,6 +86,9 @@ struct Totals {
     expired: u64,
 }
 
+/// Room one record may need in the outstanding-bytes limit (data + key).
+const MAX_RECORD_ROOM: usize = shared_proto::limits::MAX_RECORD_SIZE + 256;
+
 /// A far-future instant for durations that would overflow (`Duration::MAX`, a huge TTL).
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
     const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -123,6 +126,8 @@ pub(crate) struct Core {
     shutdown: Option<Instant>,
     closed: bool,
     totals: Totals,
+    /// Bytes (data + keys) of the records without an outcome.
+    outstanding_bytes: usize,
 }
 
 impl Core {
@@ -151,6 +156,7 @@ impl Core {
             shutdown: None,
             closed: false,
             totals: Totals::default(),
+            outstanding_bytes: 0,
         };
         core.apply_map(map, now);
         core
@@ -161,6 +167,7 @@ impl Core {
     /// A record arrives: it gets the next id, its TTL starts.
     pub fn record(&mut self, mut p: Pending, now: Instant) {
         p.id = self.outstanding.assign();
+        self.outstanding_bytes += p.size();
         p.enqueued = now;
         p.last_event = now;
         p.attempt_started = now;
@@ -173,26 +180,11 @@ impl Core {
         self.route(p, false);
     }
 
-    /// A record that arrived after the pipeline finished: it fails with
-    /// [`PutError::ShutdownTimeout`] (it was never sent).
-    pub fn late(&mut self, mut p: Pending, now: Instant) {
-        p.id = self.outstanding.assign();
-        p.enqueued = now;
-        self.finish(
-            p,
-            Err(PutError::ShutdownTimeout {
-                attempts: Vec::new(),
-            }),
-        );
-        self.outstanding.answer();
-    }
-
     /// A flush: answered once every record that arrived before it has an outcome.
     pub fn flush(&mut self, waiter: oneshot::Sender<FlushReport>) {
+        // Everything up to here is due now, even if nobody waits for the answer (the Sink).
         let upto = self.outstanding.flush(waiter);
-        if self.outstanding.has_waiters() {
-            self.flush_upto = self.flush_upto.max(upto);
-        }
+        self.flush_upto = self.flush_upto.max(upto);
     }
 
     /// A shutdown: everything queued is due now; what has no outcome at `deadline` fails with
@@ -364,8 +356,6 @@ impl Core {
         let err = match result {
             Ok(Some(map)) => {
                 self.metrics.refreshed();
-                self.refresh.backoff = None;
-                self.refresh.not_before = None;
                 self.pending_map = Some(map);
                 return;
             }
@@ -380,6 +370,12 @@ impl Core {
             });
         }
         tracing::warn!(target: "kpl", code = %err.code, message = %err.message, "refreshing the shard map failed; retrying");
+        self.refresh.wanted = true;
+        self.schedule_refresh(now);
+        self.outstanding.answer();
+    }
+
+    fn schedule_refresh(&mut self, now: Instant) {
         let builder = backoff_builder(&self.cfg);
         let delay = self
             .refresh
@@ -387,9 +383,7 @@ impl Core {
             .get_or_insert_with(|| builder.build())
             .next()
             .unwrap_or(self.cfg.retry_max_backoff);
-        self.refresh.wanted = true;
         self.refresh.not_before = Some(later(now, delay));
-        self.outstanding.answer();
     }
 
     // ----- the pump ---------------------------------------------------------------------
@@ -405,6 +399,14 @@ impl Core {
             && let Some(map) = self.pending_map.take()
         {
             self.apply_map(map, now);
+            if self.refresh.wanted {
+                // The new map still leaves records unroutable or unverified: ask again, but
+                // not at once.
+                self.schedule_refresh(now);
+            } else {
+                self.refresh.backoff = None;
+                self.refresh.not_before = None;
+            }
         }
         if self.refresh.wanted
             && !self.refresh.running
@@ -463,7 +465,9 @@ impl Core {
     pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let mut wake: Option<Instant> = None;
         let mut at = |t: Instant| wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
-        if let Some(deadline) = self.shutdown {
+        if let Some(deadline) = self.shutdown
+            && now < deadline
+        {
             at(deadline);
         }
         if self.refresh.wanted && !self.refresh.running && !self.outstanding.is_empty() {
@@ -503,6 +507,7 @@ impl Core {
 
     fn finish(&mut self, p: Pending, result: Result<RecordOutcome, PutError>) {
         self.outstanding.resolve(p.id, result.is_err());
+        self.outstanding_bytes = self.outstanding_bytes.saturating_sub(p.size());
         match &result {
             Ok(_) => {
                 self.totals.succeeded += 1;
@@ -561,9 +566,14 @@ impl Core {
         // every sub-record (then every KCL delivers all of them); otherwise the whole
         // aggregate failed and every sub-record goes out again, as the AWS KPL does (a KCL
         // drops a misplaced aggregate whole).
+        let mut unknown = Vec::new();
         for u in std::mem::take(&mut self.unverified) {
-            let range = map.range(&u.shard);
-            let owned = range.is_some_and(|r| u.records.iter().all(|p| r.contains(p.hash)));
+            let Some(range) = map.range(&u.shard) else {
+                // A listing older than the shard: ask again rather than guess.
+                unknown.push(u);
+                continue;
+            };
+            let owned = u.records.iter().all(|p| range.contains(p.hash));
             if owned {
                 for (n, mut p) in u.records.into_iter().enumerate() {
                     let outcome = RecordOutcome {
@@ -590,6 +600,11 @@ impl Core {
                 }
             }
         }
+        if !unknown.is_empty() {
+            self.refresh.wanted = true;
+            self.unverified = unknown;
+        }
+        // Re-routed in id order (arrival order, so per-key order), whatever queue they were in.
         let mut old: HashMap<Arc<str>, ShardState> = HashMap::new();
         for mut s in std::mem::take(&mut self.shards) {
             again.extend(s.queue.drain(..));
@@ -614,6 +629,7 @@ impl Core {
         }
         self.map = map;
         self.rr = 0;
+        again.sort_by_key(|p| p.id);
         for p in again {
             if p.deadline <= now {
                 let attempts = p.attempts.clone();
@@ -672,8 +688,10 @@ impl Core {
         };
         later(front.enqueued, self.cfg.record_max_buffered_time) <= now
             || front.id <= self.flush_upto
-            // Senders are waiting for room: buffering longer only adds latency.
+            // Senders are (or may soon be) waiting for room: buffering longer only adds
+            // latency.
             || self.outstanding.len() >= self.cfg.max_outstanding_records
+            || self.outstanding_bytes + MAX_RECORD_ROOM > self.cfg.max_outstanding_bytes
             || !front.attempts.is_empty()
             || if self.cfg.aggregation_enabled {
                 s.queued_bytes >= self.cfg.aggregation_max_size
@@ -792,7 +810,7 @@ impl Core {
                 break;
             }
         }
-        for p in misrouted {
+        for p in misrouted.into_iter().rev() {
             tracing::warn!(target: "kpl", shard = %self.shards[i].id, "record outside its shard's range; routing it again");
             self.route(p, true);
         }

@@ -410,3 +410,98 @@ fn huge_durations_do_not_overflow() {
     c.shutdown(later(t0, Duration::MAX));
     assert_eq!(puts(poll(&mut c, t0)).len(), 1, "a shutdown flushes");
 }
+
+#[test]
+fn after_the_shutdown_deadline_the_core_does_not_ask_to_be_woken_in_the_past() {
+    let t0 = Instant::now();
+    let mut c = core(ProducerConfig::default(), two_shards(), t0);
+    let _rx = record(&mut c, "k", 10, t0);
+    c.shutdown(t0 + Duration::from_millis(10));
+    let sent = puts(poll(&mut c, t0));
+    assert_eq!(sent.len(), 1, "in flight");
+    let t1 = t0 + Duration::from_secs(1);
+    let _ = poll(&mut c, t1);
+    assert!(!c.finished(), "the request in flight has no answer yet");
+    assert!(
+        c.next_wake(t1).is_none_or(|w| w > t1),
+        "a wake-up in the past would spin until the request answers"
+    );
+}
+
+#[test]
+fn a_landing_shard_missing_from_the_new_map_is_checked_again_not_resent() {
+    let t0 = Instant::now();
+    let halves = HashKeyRange::split_evenly(2);
+    let mut c = core(ProducerConfig::default(), two_shards(), t0);
+    let quarters = HashKeyRange::split_evenly(4);
+    let mut rxs: Vec<Rx> = (0..2)
+        .map(|i| record(&mut c, &key_in(quarters[0], &format!("k{i}")), 10, t0))
+        .collect();
+    let (ftx, _f) = oneshot::channel();
+    c.flush(ftx);
+    let (req, _) = puts(poll(&mut c, t0)).remove(0);
+    c.put_done(req, Ok(ok_results(&c, req, "shard-2")), t0);
+    let _ = poll(&mut c, t0);
+    // A listing taken before shard-2 existed.
+    c.map_loaded(Ok(Some(two_shards())), t0);
+    let actions = poll(&mut c, t0);
+    assert!(puts(actions).is_empty(), "nothing resent on a guess");
+    assert!(rxs.iter_mut().all(|rx| rx.try_recv().is_err()));
+    // The refresh is asked again, after a backoff, not at once.
+    let wake = c.next_wake(t0).expect("a refresh later");
+    assert!(wake > t0);
+    let t1 = t0 + Duration::from_secs(10);
+    let actions = poll(&mut c, t1);
+    assert!(actions.iter().any(|a| matches!(a, Action::ListShards)));
+    let new = map(&[
+        ("shard-0", halves[0], true),
+        ("shard-1", halves[1], false),
+        ("shard-2", quarters[0], false),
+        ("shard-3", quarters[1], false),
+    ]);
+    c.map_loaded(Ok(Some(new)), t1);
+    assert!(puts(poll(&mut c, t1)).is_empty());
+    for rx in &mut rxs {
+        assert_eq!(
+            &*rx.try_recv().expect("resolved").expect("stored").shard_id,
+            "shard-2"
+        );
+    }
+}
+
+#[test]
+fn a_request_holds_one_aggregate_per_shard_under_per_key_ordering() {
+    let t0 = Instant::now();
+    let cfg = ProducerConfig::default().aggregation_max_count(2);
+    let mut c = core(cfg, two_shards(), t0);
+    for _ in 0..6 {
+        drop(record(&mut c, "k", 10, t0));
+    }
+    let (ftx, _f) = oneshot::channel();
+    c.flush(ftx);
+    let sent = puts(poll(&mut c, t0));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].1.len(),
+        1,
+        "a second aggregate would hold the same key"
+    );
+}
+
+#[test]
+fn near_the_outstanding_bytes_limit_records_are_due_at_once() {
+    let t0 = Instant::now();
+    let cfg = ProducerConfig::default().max_outstanding_bytes(2 * 1024 * 1024);
+    let mut c = core(cfg, two_shards(), t0);
+    drop(record(&mut c, "k", 100, t0));
+    assert!(
+        puts(poll(&mut c, t0)).is_empty(),
+        "plenty of room: buffered"
+    );
+    drop(record(&mut c, "k", 1024 * 1024, t0));
+    assert_eq!(
+        puts(poll(&mut c, t0)).len(),
+        1,
+        "senders would wait: sent now"
+    );
+}

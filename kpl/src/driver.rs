@@ -79,8 +79,8 @@ pub(crate) struct Driver {
     client: Client,
     stream: StreamRef,
     timeout: Duration,
-    events_tx: mpsc::Sender<Event>,
-    events_rx: mpsc::Receiver<Event>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
     done: watch::Sender<Option<ShutdownReport>>,
 }
 
@@ -90,10 +90,11 @@ impl Driver {
         client: Client,
         stream: StreamRef,
         timeout: Duration,
-        max_connections: usize,
         done: watch::Sender<Option<ShutdownReport>>,
     ) -> Self {
-        let (events_tx, events_rx) = mpsc::channel(max_connections * 2 + 8);
+        // Unbounded, yet bounded in practice: one event per call in flight (at most
+        // `max_connections` requests and one listing).
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         Driver {
             core,
             client,
@@ -108,6 +109,7 @@ impl Driver {
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Cmd>) {
         let mut actions = Vec::new();
         let mut open = true;
+        let mut drained = false;
         loop {
             let now = Instant::now();
             self.core.poll(now, &mut actions);
@@ -115,7 +117,19 @@ impl Driver {
                 self.execute(action);
             }
             if self.core.finished() {
-                break;
+                if drained {
+                    break;
+                }
+                // Stop taking commands, then handle those that raced with the end: records
+                // already accepted are processed like any other (sends from now on fail
+                // with `SendError::Closed`), flushes are answered.
+                commands.close();
+                while let Ok(cmd) = commands.try_recv() {
+                    self.command(cmd, Instant::now());
+                }
+                drained = true;
+                open = false;
+                continue;
             }
             let wake = self.core.next_wake(now);
             tokio::select! {
@@ -146,15 +160,6 @@ impl Driver {
                 _ = sleep_until(wake) => {}
             }
         }
-        // Commands that raced with the end: records get an outcome, flushes an answer.
-        commands.close();
-        while let Ok(cmd) = commands.try_recv() {
-            match cmd {
-                Cmd::Record(p) => self.core.late(p, Instant::now()),
-                Cmd::Flush(waiter) => self.core.flush(waiter),
-                Cmd::Shutdown(_) => {}
-            }
-        }
         let report = self.core.report();
         self.done.send_replace(Some(report));
         tracing::debug!(target: "kpl", ?report, "producer pipeline stopped");
@@ -176,18 +181,30 @@ impl Driver {
                 let client = self.client.clone();
                 let stream = self.stream.clone();
                 tokio::spawn(async move {
+                    let guard = Guard::new(events, None);
                     let result = list_shards(&client, &stream, timeout).await;
-                    let _ = events.send(Event::Map(result)).await;
+                    guard.send(Event::Map(result));
                 });
             }
             Action::Put { request, entries } => {
                 let span = tracing::debug_span!(target: "kpl", "put_records", request, records = entries.len());
+                let entries = match sdk_entries(entries) {
+                    Ok(entries) => entries,
+                    Err(err) => {
+                        let _ = events.send(Event::Put {
+                            request,
+                            result: Err(err),
+                        });
+                        return;
+                    }
+                };
                 let req = self
                     .stream
                     .apply_put(self.client.put_records())
-                    .set_records(Some(sdk_entries(entries)));
+                    .set_records(Some(entries));
                 tokio::spawn(
                     async move {
+                        let guard = Guard::new(events, Some(request));
                         let result = match tokio::time::timeout(timeout, req.send()).await {
                             Err(_) => Err(CallError::timeout("PutRecords", timeout)),
                             Ok(Err(err)) => Err(CallError::from_sdk(&err)),
@@ -208,7 +225,7 @@ impl Driver {
                         if let Err(ref e) = result {
                             tracing::debug!(target: "kpl", code = %e.code, message = %e.message, "PutRecords failed");
                         }
-                        let _ = events.send(Event::Put { request, result }).await;
+                        guard.send(Event::Put { request, result });
                     }
                     .instrument(span),
                 );
@@ -217,22 +234,60 @@ impl Driver {
     }
 }
 
-fn sdk_entries(entries: Vec<WireEntry>) -> Vec<PutRecordsRequestEntry> {
-    let mut out = Vec::with_capacity(entries.len());
-    for e in entries {
-        let entry = PutRecordsRequestEntry::builder()
-            .partition_key(e.pk)
-            .set_explicit_hash_key(e.ehk)
-            .data(Blob::new(e.data.to_vec()))
-            .build();
-        match entry {
-            Ok(entry) => out.push(entry),
-            // Partition key and data are always set above, so the builder cannot fail; if it
-            // ever did, the missing entry gets "no result for the record" and is retried.
-            Err(err) => tracing::error!(target: "kpl", %err, "building a PutRecords entry failed"),
+/// The SDK's entries; if one cannot be built (it cannot: key and data are always set), the
+/// whole request fails rather than shifting the per-record results.
+fn sdk_entries(entries: Vec<WireEntry>) -> Result<Vec<PutRecordsRequestEntry>, CallError> {
+    entries
+        .into_iter()
+        .map(|e| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(e.pk)
+                .set_explicit_hash_key(e.ehk)
+                .data(Blob::new(e.data.to_vec()))
+                .build()
+                .map_err(|err| CallError::new("ClientError", err.to_string()))
+        })
+        .collect()
+}
+
+/// Reports a call's end even if its task panics or is aborted: the core never waits for a
+/// request that will not answer.
+struct Guard {
+    events: mpsc::UnboundedSender<Event>,
+    request: Option<u64>,
+    sent: bool,
+}
+
+impl Guard {
+    fn new(events: mpsc::UnboundedSender<Event>, request: Option<u64>) -> Self {
+        Guard {
+            events,
+            request,
+            sent: false,
         }
     }
-    out
+
+    fn send(mut self, event: Event) {
+        self.sent = true;
+        let _ = self.events.send(event);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.sent {
+            return;
+        }
+        let err = CallError::new("InternalFailure", "the call's task ended without an answer");
+        let event = match self.request {
+            Some(request) => Event::Put {
+                request,
+                result: Err(err),
+            },
+            None => Event::Map(Err(err)),
+        };
+        let _ = self.events.send(event);
+    }
 }
 
 async fn sleep_until(wake: Option<Instant>) {

@@ -17,32 +17,23 @@ pub struct FlushReport {
     pub failed: u64,
 }
 
-/// A ring of flags from the oldest id without an outcome: insert, resolve and "oldest" are
-/// O(1) amortised.
+/// The ids without an outcome (at most `max_outstanding_records` of them, so memory stays
+/// bounded even when one record is retried for a very long time), and the pending flushes,
+/// each counting the failures among the ids it covers.
 #[derive(Debug, Default)]
 pub(crate) struct Outstanding {
-    base: u64,
-    done: VecDeque<bool>,
-    count: usize,
+    ids: BTreeSet<u64>,
     last: u64,
-    /// Failures with an id up to the lowest pending flush (or every failure if none).
-    failed_counted: u64,
-    /// Failures above the lowest pending flush.
-    failed_above: BTreeSet<u64>,
     failed_total: u64,
-    /// Pending flushes: (last id they cover, waiter), in id order.
-    waiters: VecDeque<(u64, tokio::sync::oneshot::Sender<FlushReport>)>,
+    /// Pending flushes, in id order: (last id covered, failures among ids ≤ it, waiter).
+    waiters: VecDeque<(u64, u64, tokio::sync::oneshot::Sender<FlushReport>)>,
 }
 
 impl Outstanding {
     /// Assigns the next id to a new record.
     pub fn assign(&mut self) -> u64 {
         self.last += 1;
-        if self.done.is_empty() {
-            self.base = self.last;
-        }
-        self.done.push_back(false);
-        self.count += 1;
+        self.ids.insert(self.last);
         self.last
     }
 
@@ -53,48 +44,33 @@ impl Outstanding {
 
     /// Records an outcome for `id` (once; later calls are ignored).
     pub fn resolve(&mut self, id: u64, failed: bool) {
-        let Some(i) = id.checked_sub(self.base) else {
-            return;
-        };
-        let Some(flag) = self.done.get_mut(i as usize) else {
-            return;
-        };
-        if *flag {
+        if !self.ids.remove(&id) {
             return;
         }
-        *flag = true;
-        self.count -= 1;
         if failed {
             self.failed_total += 1;
-            match self.waiters.front() {
-                Some((upto, _)) if id > *upto => {
-                    self.failed_above.insert(id);
+            // Waiters are in id order: those covering `id` are a suffix.
+            for (upto, count, _) in self.waiters.iter_mut().rev() {
+                if *upto < id {
+                    break;
                 }
-                _ => self.failed_counted += 1,
+                *count += 1;
             }
-        }
-        while self.done.front() == Some(&true) {
-            self.done.pop_front();
-            self.base += 1;
         }
     }
 
     /// The oldest id without an outcome, or `u64::MAX`.
     pub fn first(&self) -> u64 {
-        if self.done.is_empty() {
-            u64::MAX
-        } else {
-            self.base
-        }
+        self.ids.first().copied().unwrap_or(u64::MAX)
     }
 
     /// Records without an outcome.
     pub fn len(&self) -> usize {
-        self.count
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.ids.is_empty()
     }
 
     /// Failed records so far.
@@ -106,39 +82,32 @@ impl Outstanding {
     /// outcomes. Returns the last id it covers.
     pub fn flush(&mut self, waiter: tokio::sync::oneshot::Sender<FlushReport>) -> u64 {
         let upto = self.last;
-        self.waiters.push_back((upto, waiter));
+        // Every failure so far has an id ≤ upto.
+        self.waiters.push_back((upto, self.failed_total, waiter));
         self.answer();
         upto
     }
 
-    /// Answers every flush whose records all have outcomes.
+    /// Answers every flush whose records all have outcomes, and forgets flushes nobody
+    /// waits for any more.
     pub fn answer(&mut self) {
         let first = self.first();
-        while let Some((upto, _)) = self.waiters.front() {
-            let upto = *upto;
-            if first <= upto {
+        while let Some((upto, _, _)) = self.waiters.front() {
+            if first <= *upto {
                 break;
             }
-            let failed = self.failed_counted + self.failed_above.range(..=upto).count() as u64;
-            if let Some((_, tx)) = self.waiters.pop_front() {
+            if let Some((upto, failed, tx)) = self.waiters.pop_front() {
                 let _ = tx.send(FlushReport {
                     records: upto,
                     failed,
                 });
             }
-            // Failures up to the next waiter's bound (or all) are now below every waiter.
-            let bound = self.waiters.front().map_or(u64::MAX, |(u, _)| *u);
-            while let Some(&id) = self.failed_above.first() {
-                if id > bound {
-                    break;
-                }
-                self.failed_above.pop_first();
-                self.failed_counted += 1;
-            }
         }
+        self.waiters.retain(|(_, _, tx)| !tx.is_closed());
     }
 
     /// Whether any flush is waiting.
+    #[cfg(test)]
     pub fn has_waiters(&self) -> bool {
         !self.waiters.is_empty()
     }
@@ -207,21 +176,29 @@ mod tests {
     }
 
     #[test]
-    fn ring_memory_follows_the_oldest_outstanding_id() {
+    fn memory_follows_the_records_without_outcome_not_the_oldest_one() {
         let mut o = Outstanding::default();
+        let stuck = o.assign();
         for _ in 0..10_000 {
             let id = o.assign();
             o.resolve(id, false);
         }
-        assert!(o.done.is_empty());
-        let keep = o.assign();
+        assert_eq!(o.first(), stuck);
+        assert_eq!(o.ids.len(), 1, "one entry for one stuck record");
+        o.resolve(stuck, false);
+        assert!(o.ids.is_empty());
+    }
+
+    #[test]
+    fn abandoned_flushes_are_forgotten() {
+        let mut o = Outstanding::default();
+        let _id = o.assign();
         for _ in 0..100 {
-            let id = o.assign();
-            o.resolve(id, false);
+            let (tx, rx) = oneshot::channel();
+            o.flush(tx);
+            drop(rx);
         }
-        assert_eq!(o.first(), keep);
-        assert_eq!(o.len(), 1);
-        o.resolve(keep, false);
-        assert!(o.done.is_empty());
+        o.answer();
+        assert!(!o.has_waiters());
     }
 }

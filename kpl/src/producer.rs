@@ -70,14 +70,7 @@ impl ProducerBuilder {
             map,
             Instant::now(),
         );
-        let driver = Driver::new(
-            core,
-            client,
-            self.stream,
-            cfg.request_timeout,
-            cfg.max_connections,
-            done_tx,
-        );
+        let driver = Driver::new(core, client, self.stream, cfg.request_timeout, done_tx);
         tokio::spawn(driver.run(rx));
         Ok(Producer { inner })
     }

@@ -508,6 +508,52 @@ async fn iterators_expire_after_their_ttl() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_caps_are_those_aws_documents() {
+    let engine = engine().await;
+    let k = engine.kinesis_client();
+    create(&k, "wide", 1200).await;
+    let page = k
+        .list_shards()
+        .stream_name("wide")
+        .max_results(5000)
+        .send()
+        .await
+        .expect("accepted above 1000");
+    assert_eq!(page.shards().len(), 1000, "at most 1000 per call");
+    let rest = k
+        .list_shards()
+        .next_token(page.next_token().expect("more"))
+        .send()
+        .await
+        .expect("rest");
+    assert_eq!(rest.shards().len(), 200);
+    let d = k
+        .describe_stream()
+        .stream_name("wide")
+        .limit(5000)
+        .send()
+        .await
+        .expect("describe");
+    let desc = d.stream_description().expect("desc");
+    assert_eq!(
+        desc.shards().len(),
+        100,
+        "DescribeStream returns at most 100"
+    );
+    assert!(desc.has_more_shards());
+    for i in 0..120 {
+        create(&k, &format!("s{i:03}"), 1).await;
+    }
+    let streams = k.list_streams().limit(5000).send().await.expect("list");
+    assert_eq!(
+        streams.stream_names().len(),
+        100,
+        "ListStreams returns at most 100"
+    );
+    assert!(streams.has_more_streams());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shards_pages_and_filters() {
     let engine = engine().await;
     let k = engine.kinesis_client();
@@ -541,20 +587,39 @@ async fn list_shards_pages_and_filters() {
         .await
         .expect_err("token with name");
     assert_eq!(code(&err), "InvalidArgumentException");
+    for bad in [
+        k.list_shards()
+            .next_token(&token)
+            .exclusive_start_shard_id("shardId-000000000001"),
+        k.list_shards().next_token(&token).shard_filter(
+            ShardFilter::builder()
+                .r#type(ShardFilterType::AtLatest)
+                .build()
+                .expect("f"),
+        ),
+        k.list_shards()
+            .next_token(&token)
+            .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/ls"),
+    ] {
+        let err = bad.send().await.expect_err("token with another parameter");
+        assert_eq!(code(&err), "InvalidArgumentException");
+    }
+    // Each call stands on its own: its own MaxResults, else the default (1000).
     let second = k
         .list_shards()
         .next_token(&token)
+        .max_results(2)
         .send()
         .await
         .expect("page 2");
-    assert_eq!(second.shards().len(), 3);
+    assert_eq!(second.shards().len(), 2);
     let third = k
         .list_shards()
         .next_token(second.next_token().expect("page 3"))
         .send()
         .await
         .expect("page 3");
-    assert_eq!(third.shards().len(), 1);
+    assert_eq!(third.shards().len(), 2, "not the first call's MaxResults");
     assert!(third.next_token().is_none());
     assert_eq!(shards(&k, "ls").await.len(), 7);
 
@@ -643,4 +708,76 @@ async fn list_shards_pages_and_filters() {
         .await
         .expect("after");
     assert_eq!(after.shards().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_numbers_increase_with_gaps_and_iterators_handle_them() {
+    let engine = engine().await;
+    let k = engine.kinesis_client();
+    create(&k, "gaps", 1).await;
+    let mut seqs = Vec::new();
+    for i in 0..50 {
+        let r = k
+            .put_record()
+            .stream_name("gaps")
+            .partition_key("k")
+            .data(Blob::new(format!("{i}")))
+            .send()
+            .await
+            .expect("put");
+        seqs.push(r.sequence_number().to_owned());
+    }
+    let tail = |s: &str| -> u128 { s[32..].parse().expect("digits") };
+    for w in seqs.windows(2) {
+        assert_eq!(w[0].len(), 56);
+        assert_eq!(w[0][..32], w[1][..32], "same stream and shard");
+        assert!(
+            tail(&w[1]) > tail(&w[0]) + 1,
+            "not dense: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+    let first_data = |it: ShardIteratorType, seq: String| {
+        let k = k.clone();
+        async move {
+            let it = k
+                .get_shard_iterator()
+                .stream_name("gaps")
+                .shard_id("shardId-000000000000")
+                .shard_iterator_type(it)
+                .starting_sequence_number(seq)
+                .send()
+                .await
+                .expect("iterator")
+                .shard_iterator
+                .expect("it");
+            let r = k
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("get");
+            String::from_utf8(r.records()[0].data().as_ref().to_vec()).expect("utf8")
+        }
+    };
+    assert_eq!(
+        first_data(ShardIteratorType::AtSequenceNumber, seqs[10].clone()).await,
+        "10"
+    );
+    assert_eq!(
+        first_data(ShardIteratorType::AfterSequenceNumber, seqs[10].clone()).await,
+        "11"
+    );
+    // A number in the gap between two records: AT and AFTER both start at the next one.
+    let gap = format!("{}{:024}", &seqs[10][..32], tail(&seqs[10]) + 1);
+    assert!(tail(&gap) < tail(&seqs[11]));
+    assert_eq!(
+        first_data(ShardIteratorType::AtSequenceNumber, gap.clone()).await,
+        "11"
+    );
+    assert_eq!(
+        first_data(ShardIteratorType::AfterSequenceNumber, gap).await,
+        "11"
+    );
 }

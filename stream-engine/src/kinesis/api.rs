@@ -24,6 +24,8 @@ use std::sync::Arc;
 /// The `X-Amz-Target` prefix of Kinesis operations.
 pub const TARGET_PREFIX: &str = "Kinesis_20131202";
 const SERVICE: &str = "Kinesis";
+/// Most shards one `ListShards` call returns, whatever its `MaxResults`.
+const LIST_SHARDS_PAGE: usize = 1000;
 
 /// Standard base64 that accepts input with or without padding.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -233,7 +235,6 @@ struct ListShardsToken {
     created_ms: u64,
     after: Option<u64>,
     filter: Option<ShardFilterReq>,
-    max: Option<i64>,
     issued_ms: u64,
 }
 
@@ -445,6 +446,8 @@ impl Api<'_> {
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
         let limit = req.limit.unwrap_or(100);
         check_range("limit", limit, 1, 10_000)?;
+        // Values above 100 are accepted, and at most 100 shards come back.
+        let limit = limit.min(100);
         let after = match &req.exclusive_start_shard_id {
             Some(id) => Some(parse_shard_id(id).ok_or_else(|| {
                 ApiError::not_found(format!(
@@ -500,6 +503,8 @@ impl Api<'_> {
     fn list_streams(&self, req: ListStreamsReq) -> Result<Vec<u8>, ApiError> {
         let limit = req.limit.unwrap_or(100);
         check_range("limit", limit, 1, 10_000)?;
+        // Values above 100 are accepted, and at most 100 streams come back.
+        let limit = limit.min(100);
         let after = match &req.next_token {
             Some(token) => Some(
                 URL_SAFE_NO_PAD
@@ -537,10 +542,20 @@ impl Api<'_> {
     fn list_shards(&self, req: ListShardsReq) -> Result<Vec<u8>, ApiError> {
         let now = self.core.clock().now_ms();
         let (handle, after, filter_req, max) = if let Some(token) = &req.next_token {
-            if req.stream_name.is_some() || req.stream_arn.is_some() {
-                return Err(ApiError::invalid_argument(
-                    "NextToken and StreamName cannot be provided together.",
-                ));
+            for (given, name) in [
+                (req.stream_name.is_some(), "StreamName"),
+                (req.stream_arn.is_some(), "StreamARN"),
+                (
+                    req.exclusive_start_shard_id.is_some(),
+                    "ExclusiveStartShardId",
+                ),
+                (req.shard_filter.is_some(), "ShardFilter"),
+            ] {
+                if given {
+                    return Err(ApiError::invalid_argument(format!(
+                        "NextToken and {name} cannot be provided together."
+                    )));
+                }
             }
             let token: ListShardsToken = URL_SAFE_NO_PAD
                 .decode(token)
@@ -559,12 +574,8 @@ impl Api<'_> {
                     "NextToken belongs to a stream that no longer exists.",
                 ));
             }
-            (
-                handle,
-                token.after,
-                token.filter,
-                req.max_results.or(token.max),
-            )
+            // Each call stands on its own: its own MaxResults, not the first call's.
+            (handle, token.after, token.filter, req.max_results)
         } else {
             let handle = self.stream(&req.stream_name, &req.stream_arn)?;
             let after = match &req.exclusive_start_shard_id {
@@ -575,8 +586,10 @@ impl Api<'_> {
             };
             (handle, after, req.shard_filter.clone(), req.max_results)
         };
-        let max = max.unwrap_or(1000);
+        let max = max.unwrap_or(LIST_SHARDS_PAGE as i64);
         check_range("maxResults", max, 1, MAX_LIST_SHARDS_RESULTS as i64)?;
+        // Values above 1000 are accepted, and at most 1000 shards come back.
+        let max = max.min(LIST_SHARDS_PAGE as i64);
         if handle.status() == super::model::StreamStatus::Creating {
             return Err(ApiError::in_use(format!(
                 "Stream {} under account {} is in CREATING state.",
@@ -636,7 +649,6 @@ impl Api<'_> {
                 created_ms: handle.created_ms(),
                 after: page.last().and_then(|s| parse_shard_id(&s.shard_id)),
                 filter: filter_req,
-                max: Some(max),
                 issued_ms: now,
             };
             let token =

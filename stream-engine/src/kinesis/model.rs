@@ -18,6 +18,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const HOUR_MS: u64 = 3_600_000;
 
+/// Sequence-number units per record position (the 24-digit position field holds
+/// `pos * SEQ_STRIDE + offset`).
+const SEQ_STRIDE: u128 = 64;
+
+/// The sequence-number field of position `pos`: strictly increasing, with irregular gaps
+/// (the offset is in `1..=61`, so consecutive numbers differ by 4 to 124).
+fn encode_pos(pos: u64) -> u128 {
+    let offset = (pos.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 61 + 1;
+    u128::from(pos) * SEQ_STRIDE + u128::from(offset)
+}
+
 /// Lifecycle state of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamStatus {
@@ -626,12 +637,26 @@ impl StreamHandle {
         state.deleted
     }
 
-    /// The 56-digit sequence number of position `pos` of shard `shard`.
+    /// The 56-digit sequence number of position `pos` of shard `shard`. Like AWS's, they are
+    /// not dense: consecutive records differ by an irregular step of at least 2, so client
+    /// code can never assume `seq + 1`.
     pub fn sequence_number(&self, shard: u64, pos: u64) -> String {
-        format!("{:020}{shard:012}{pos:024}", self.prefix)
+        format!("{:020}{shard:012}{:024}", self.prefix, encode_pos(pos))
     }
 
-    fn parse_sequence_number(&self, text: &str, shard: u64) -> Result<u64, ApiError> {
+    /// The position of the first record at (`after`: after) sequence number `text`.
+    fn position_of(&self, text: &str, shard: u64, after: bool) -> Result<u64, ApiError> {
+        let n = self.parse_sequence_number(text, shard)?;
+        let p = u64::try_from(n / SEQ_STRIDE).unwrap_or(u64::MAX);
+        let here = encode_pos(p);
+        Ok(if here > n || (here == n && !after) {
+            p
+        } else {
+            p.saturating_add(1)
+        })
+    }
+
+    fn parse_sequence_number(&self, text: &str, shard: u64) -> Result<u128, ApiError> {
         let invalid = || {
             ApiError::invalid_argument(format!(
                 "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {} under account {} is invalid because it did not come from this stream.",
@@ -645,7 +670,7 @@ impl StreamHandle {
         }
         let prefix: u128 = text[..20].parse().map_err(|_| invalid())?;
         let in_shard: u64 = text[20..32].parse().map_err(|_| invalid())?;
-        let pos: u64 = text[32..].parse().map_err(|_| invalid())?;
+        let pos: u128 = text[32..].parse().map_err(|_| invalid())?;
         if prefix != self.prefix || in_shard != shard {
             return Err(invalid());
         }
@@ -791,10 +816,8 @@ impl StreamHandle {
         let pos = match start {
             IteratorStart::TrimHorizon => shard.trimmed,
             IteratorStart::Latest => shard.next_pos(),
-            IteratorStart::AtSequenceNumber(seq) => self.parse_sequence_number(seq, index)?,
-            IteratorStart::AfterSequenceNumber(seq) => {
-                self.parse_sequence_number(seq, index)?.saturating_add(1)
-            }
+            IteratorStart::AtSequenceNumber(seq) => self.position_of(seq, index, false)?,
+            IteratorStart::AfterSequenceNumber(seq) => self.position_of(seq, index, true)?,
             IteratorStart::AtTimestamp(ts) => {
                 shard.trimmed + shard.records.partition_point(|r| r.arrival_ms < *ts) as u64
             }
