@@ -59,10 +59,14 @@ pub struct EngineConfig {
     pub region: String,
     /// Account id in ARNs and error messages (default `000000000000`).
     pub account_id: String,
-    /// Most shards (open and closed) one stream may have (default 10 000).
+    /// Most open shards one stream may have (default 10 000); closed shards do not count.
     pub max_shards_per_stream: usize,
     /// Largest request body accepted, in bytes (default 16 MiB).
     pub max_request_bytes: usize,
+    /// A manual clock (default `false`): time stands still except when
+    /// [`crate::Engine::advance_clock`] moves it, so throughput limits, status delays, iterator
+    /// and retention expiry behave the same on a slow machine and a fast one. For tests.
+    pub manual_clock: bool,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +81,7 @@ impl Default for EngineConfig {
             account_id: "000000000000".into(),
             max_shards_per_stream: 10_000,
             max_request_bytes: 16 * 1024 * 1024,
+            manual_clock: false,
         }
     }
 }

@@ -137,7 +137,16 @@ impl Default for Faults {
     }
 }
 
-/// A shard-scoped rule seen by an operation; see [`Faults::shard_faults`].
+/// What call-level rules do to one call.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct CallFaults {
+    /// Delay the call by this many milliseconds.
+    pub latency_ms: Option<u64>,
+    /// Then answer with this fault instead (if it is an error kind).
+    pub error: Option<FaultKind>,
+}
+
+/// A shard-scoped rule seen by an operation; see [`Faults::with_shard_rules`].
 #[derive(Debug, Clone)]
 pub(crate) struct ShardFault {
     pub id: u64,
@@ -277,9 +286,73 @@ impl Faults {
         }
     }
 
-    /// Takes (consumes one use of) the first call-level rule matching this call.
-    pub(crate) fn take(&self, service: &str, operation: &str) -> Option<FaultKind> {
-        self.take_scoped(service, operation, None)
+    /// Takes, in one step, the first latency rule and the first other rule matching this
+    /// call (consuming one use of each), so a latency rule never hides a throttle or error
+    /// rule injected after it, and two concurrent calls never both use a `count = 1` rule.
+    pub(crate) fn take_call(&self, service: &str, operation: &str) -> CallFaults {
+        let mut rules = self.rules.lock();
+        let mut out = CallFaults::default();
+        if rules.is_empty() {
+            return out;
+        }
+        let latency = rules.iter().position(|r| {
+            matches!(r.rule.kind, FaultKind::Latency { .. })
+                && r.rule.matches(service, operation, None)
+        });
+        if let Some(pos) = latency {
+            if let FaultKind::Latency { ms } = rules[pos].rule.kind {
+                out.latency_ms = Some(ms);
+            }
+            Self::use_once(&mut rules, pos);
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        let other = rules.iter().position(|r| {
+            !matches!(r.rule.kind, FaultKind::Latency { .. })
+                && r.rule.matches(service, operation, None)
+        });
+        if let Some(pos) = other {
+            out.error = Some(rules[pos].rule.kind.clone());
+            Self::use_once(&mut rules, pos);
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Runs `f` with the shard-scoped rules for `operation` and consumes one use of each rule
+    /// `f` reports as hit, all under one lock: two concurrent calls never both use a
+    /// `count = 1` rule. Without any rule, `f` runs without the lock.
+    pub(crate) fn with_shard_rules<T>(
+        &self,
+        service: &str,
+        operation: &str,
+        f: impl FnOnce(&[ShardFault]) -> (T, Vec<u64>),
+    ) -> T {
+        let mut rules = self.rules.lock();
+        let faults: Vec<ShardFault> = rules
+            .iter()
+            .filter_map(|r| {
+                let shard = r.rule.shard_id.as_deref()?;
+                r.rule
+                    .matches(service, operation, Some(shard))
+                    .then(|| ShardFault {
+                        id: r.id,
+                        shard_id: shard.to_owned(),
+                        kind: r.rule.kind.clone(),
+                    })
+            })
+            .collect();
+        if faults.is_empty() {
+            drop(rules);
+            return f(&[]).0;
+        }
+        let (out, hit) = f(&faults);
+        for id in hit {
+            if let Some(pos) = rules.iter().position(|r| r.id == id) {
+                Self::use_once(&mut rules, pos);
+            }
+            self.injected.fetch_add(1, Ordering::Relaxed);
+        }
+        out
     }
 
     /// Takes the first rule matching this call of this shard.
@@ -300,36 +373,6 @@ impl Faults {
         Self::use_once(&mut rules, pos);
         self.injected.fetch_add(1, Ordering::Relaxed);
         Some(kind)
-    }
-
-    /// Shard-scoped rules for `operation`, without consuming them (see [`Self::consume`]).
-    pub(crate) fn shard_faults(&self, service: &str, operation: &str) -> Vec<ShardFault> {
-        let rules = self.rules.lock();
-        if rules.is_empty() {
-            return Vec::new();
-        }
-        rules
-            .iter()
-            .filter_map(|r| {
-                let shard = r.rule.shard_id.as_deref()?;
-                r.rule
-                    .matches(service, operation, Some(shard))
-                    .then(|| ShardFault {
-                        id: r.id,
-                        shard_id: shard.to_owned(),
-                        kind: r.rule.kind.clone(),
-                    })
-            })
-            .collect()
-    }
-
-    /// Consumes one use of the rule `id` (after it affected a call).
-    pub(crate) fn consume(&self, id: u64) {
-        let mut rules = self.rules.lock();
-        if let Some(pos) = rules.iter().position(|r| r.id == id) {
-            Self::use_once(&mut rules, pos);
-        }
-        self.injected.fetch_add(1, Ordering::Relaxed);
     }
 
     fn use_once(rules: &mut Vec<ActiveRule>, pos: usize) {

@@ -136,15 +136,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         );
         return Ok(error_response(&err, content_type));
     }
-    if let Some(kind) = state.faults.take(service_name, operation) {
-        match kind.to_error(operation) {
-            Some(err) => return Ok(error_response(&err, content_type)),
-            None => {
-                if let crate::faults::FaultKind::Latency { ms } = kind {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                }
-            }
-        }
+    let faults = state.faults.take_call(service_name, operation);
+    if let Some(ms) = faults.latency_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(err) = faults.error.and_then(|kind| kind.to_error(operation)) {
+        return Ok(error_response(&err, content_type));
     }
     let result = match service_name {
         "Kinesis" => crate::kinesis::api::handle(&state.kinesis, &state.faults, operation, &body),

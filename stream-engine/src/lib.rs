@@ -75,7 +75,11 @@ impl Engine {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let config = Arc::new(config);
-        let clock = Arc::new(Clock::new());
+        let clock = Arc::new(if config.manual_clock {
+            Clock::manual()
+        } else {
+            Clock::new()
+        });
         let state = Arc::new(State {
             kinesis: kinesis::model::KinesisCore::new(config.clone(), clock.clone()),
             dynamodb: dynamodb::api::DynamoCore::new(config.clone(), clock.clone()),

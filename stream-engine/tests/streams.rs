@@ -370,10 +370,13 @@ async fn every_iterator_type_starts_where_it_should() {
     for i in 5..8 {
         seqs.push(put(&k, "it", "k", format!("r{i}").as_bytes()).await.1);
     }
+    let engine = &engine;
     let first = |kind: ShardIteratorType, seq: Option<&str>, ts: Option<DateTime>| {
         let k = k.clone();
         let seq = seq.map(str::to_owned);
         async move {
+            // A second per read: the shard allows 5 GetRecords calls per second.
+            engine.advance_clock(Duration::from_secs(1));
             let it = k
                 .get_shard_iterator()
                 .stream_name("it")
@@ -435,6 +438,7 @@ async fn every_iterator_type_starts_where_it_should() {
         .expect("it");
     put(&k, "it", "k", b"new").await;
     put(&k, "it", "k", b"newer").await;
+    engine.advance_clock(Duration::from_secs(1));
     let page = k
         .get_records()
         .shard_iterator(&latest)

@@ -726,41 +726,43 @@ impl Api<'_> {
         Ok((hash_key, pk.len()))
     }
 
-    fn shard_faults(&self, handle: &StreamHandle, op: &str) -> Vec<(u64, bool, u64)> {
-        self.faults
-            .shard_faults(SERVICE, op)
-            .into_iter()
-            .filter_map(|f| {
-                let index = handle.shard_index(&f.shard_id).ok()?;
-                match f.kind {
-                    FaultKind::Throttle => Some((index, true, f.id)),
-                    FaultKind::InternalError | FaultKind::Error { .. } => {
-                        Some((index, false, f.id))
-                    }
-                    _ => None,
-                }
-            })
-            .collect()
-    }
-
     fn put(
         &self,
         handle: &StreamHandle,
         op: &str,
         inputs: Vec<PutInput>,
     ) -> Result<Vec<PutOutcome>, ApiError> {
-        let faults = self.shard_faults(handle, op);
-        let applied: Vec<(u64, bool)> = faults.iter().map(|&(s, t, _)| (s, t)).collect();
-        let outcomes = handle.put(inputs, &applied)?;
-        for (shard, _, id) in faults {
-            let hit = outcomes.iter().any(|o| {
-                matches!(o, PutOutcome::Throttled { shard: s } | PutOutcome::Failed { shard: s } if *s == shard)
-            });
-            if hit {
-                self.faults.consume(id);
-            }
-        }
-        Ok(outcomes)
+        self.faults.with_shard_rules(SERVICE, op, |rules| {
+            // (shard, throttle?, rule id) of the rules that concern this stream's shards.
+            let faults: Vec<(u64, bool, u64)> = rules
+                .iter()
+                .filter_map(|f| {
+                    let index = handle.shard_index(&f.shard_id).ok()?;
+                    match f.kind {
+                        FaultKind::Throttle => Some((index, true, f.id)),
+                        FaultKind::InternalError | FaultKind::Error { .. } => {
+                            Some((index, false, f.id))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
+            let applied: Vec<(u64, bool)> = faults.iter().map(|&(s, t, _)| (s, t)).collect();
+            let outcomes = match handle.put(inputs, &applied) {
+                Ok(o) => o,
+                Err(e) => return (Err(e), Vec::new()),
+            };
+            let hit = faults
+                .iter()
+                .filter(|(shard, _, _)| {
+                    outcomes.iter().any(|o| {
+                        matches!(o, PutOutcome::Throttled { shard: s } | PutOutcome::Failed { shard: s } if s == shard)
+                    })
+                })
+                .map(|&(_, _, id)| id)
+                .collect();
+            (Ok(outcomes), hit)
+        })
     }
 
     fn put_record(&self, req: PutRecordReq<'_>) -> Result<Vec<u8>, ApiError> {

@@ -810,8 +810,9 @@ impl StreamHandle {
         start: &IteratorStart,
     ) -> Result<(u64, u64), ApiError> {
         let index = self.shard_index(shard_id_text)?;
-        let state = self.state.lock();
+        let mut state = self.state.lock();
         self.require_readable(&state)?;
+        state.trim_shard(index as usize, self.clock.now_ms());
         let shard = &state.shards[index as usize];
         let pos = match start {
             IteratorStart::TrimHorizon => shard.trimmed,
@@ -837,6 +838,8 @@ impl StreamHandle {
         let mut state = self.state.lock();
         state.refresh(now, &self.config);
         self.require_readable(&state)?;
+        // Retention holds on read too, not only at the next sweep.
+        state.trim_shard(shard as usize, now);
         let limits_on = self.config.limits.enabled;
         let (records, next_pos, millis_behind, end_reached, children) = {
             let Some(s) = state.shards.get_mut(shard as usize).filter(|s| !s.expired) else {
@@ -935,7 +938,7 @@ impl StreamHandle {
                 ShardFilter::AtTrimHorizon => s.open_at(horizon),
                 ShardFilter::AfterShardId(after) => s.index > *after,
                 ShardFilter::AtTimestamp(t) => s.open_at((*t).max(self.created_ms)),
-                ShardFilter::FromTimestamp(t) => s.closed_ms.is_none_or(|c| c > *t),
+                ShardFilter::FromTimestamp(t) => s.closed_ms.is_none_or(|c| c >= *t),
             })
             .map(|s| self.shard_info(s))
             .collect();
@@ -968,8 +971,9 @@ impl StreamHandle {
         state.refresh(now, &self.config);
     }
 
+    /// The shard limit counts open shards only, as AWS's does.
     fn check_shard_room(&self, state: &StreamState, extra: usize) -> Result<(), ApiError> {
-        if state.shards.len() + extra > self.config.max_shards_per_stream {
+        if state.open.len() + extra > self.config.max_shards_per_stream {
             return Err(ApiError::limit_exceeded(format!(
                 "Stream {} would exceed its limit of {} shards.",
                 self.name, self.config.max_shards_per_stream
@@ -1012,7 +1016,7 @@ impl StreamHandle {
                 range.end()
             )));
         }
-        self.check_shard_room(&state, 2)?;
+        self.check_shard_room(&state, 1)?;
         self.start_update(&mut state, Pending::Split { shard: index, at });
         Ok(())
     }
@@ -1034,7 +1038,7 @@ impl StreamHandle {
                 self.name, self.config.account_id
             )));
         }
-        self.check_shard_room(&state, 1)?;
+        self.check_shard_room(&state, 0)?;
         self.start_update(
             &mut state,
             Pending::Merge {
@@ -1050,6 +1054,12 @@ impl StreamHandle {
         let mut state = self.state.lock();
         state.refresh(self.clock.now_ms(), &self.config);
         self.require_active_for_update(&state)?;
+        if state.mode == StreamMode::OnDemand {
+            return Err(ApiError::validation(format!(
+                "UpdateShardCount is not supported for stream {} under account {}: it is in ON_DEMAND mode.",
+                self.name, self.config.account_id
+            )));
+        }
         let current = state.open.len() as u32;
         if target == 0 || target > current.saturating_mul(2) || target < current.div_ceil(2) {
             return Err(ApiError::limit_exceeded(format!(
@@ -1057,8 +1067,7 @@ impl StreamHandle {
                 self.name, self.config.account_id
             )));
         }
-        // Uniform scaling creates at most (current + target) * 2 shards on the way.
-        self.check_shard_room(&state, ((current + target) * 2) as usize)?;
+        self.check_shard_room(&state, target.saturating_sub(current) as usize)?;
         if target != current {
             self.start_update(&mut state, Pending::Scale { target });
         }
@@ -1142,9 +1151,12 @@ impl StreamState {
         if now < *ready_at {
             return;
         }
-        let Some((_, op)) = self.pending.take() else {
+        let Some((at_ms, op)) = self.pending.take() else {
             return;
         };
+        // The change happens at its scheduled time, whenever the next request observes it:
+        // closed parents end and children begin at `at_ms`.
+        let now = at_ms.min(now);
         match op {
             Pending::Create => self.status = StreamStatus::Active,
             Pending::Delete => self.deleted = true,
@@ -1275,17 +1287,26 @@ impl StreamState {
     }
 
     fn enforce_retention(&mut self, now: u64) {
+        for i in 0..self.shards.len() {
+            self.trim_shard(i, now);
+        }
+    }
+
+    /// Drops one shard's records older than retention (and the shard itself once it closed
+    /// before the cutoff).
+    fn trim_shard(&mut self, index: usize, now: u64) {
         let cutoff = now.saturating_sub(u64::from(self.retention_hours) * HOUR_MS);
-        for s in &mut self.shards {
-            while s.records.front().is_some_and(|r| r.arrival_ms < cutoff) {
-                s.records.pop_front();
-                s.trimmed += 1;
-            }
-            if s.closed_ms.is_some_and(|c| c < cutoff) {
-                s.expired = true;
-                s.records.clear();
-                s.records.shrink_to_fit();
-            }
+        let Some(s) = self.shards.get_mut(index) else {
+            return;
+        };
+        while s.records.front().is_some_and(|r| r.arrival_ms < cutoff) {
+            s.records.pop_front();
+            s.trimmed += 1;
+        }
+        if s.closed_ms.is_some_and(|c| c < cutoff) {
+            s.expired = true;
+            s.records.clear();
+            s.records.shrink_to_fit();
         }
     }
 }

@@ -7,15 +7,17 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{Record, Shard, ShardIteratorType};
 use stream_engine::{Engine, EngineConfig};
 
-/// An engine with default limits and no background retention sweep.
+/// An engine with default limits, no background retention sweep, on the manual clock.
 pub async fn engine() -> Engine {
     engine_with(|_| {}).await
 }
 
-/// An engine with a tweaked configuration.
+/// An engine with a tweaked configuration, on the manual clock: time moves only when a test
+/// advances it, so no test depends on the machine's speed.
 pub async fn engine_with(tweak: impl FnOnce(&mut EngineConfig)) -> Engine {
     let mut config = EngineConfig {
         retention_check_interval: None,
+        manual_clock: true,
         ..EngineConfig::default()
     };
     tweak(&mut config);
