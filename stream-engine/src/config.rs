@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-/// Per-shard throughput limits (Kinesis defaults; see DESIGN.md section 4).
+/// Throughput limits: per shard for data, per account, stream or shard for control-plane
+/// calls (Kinesis defaults; see DESIGN.md section 4). Over a limit, data calls get
+/// `ProvisionedThroughputExceededException` and control-plane calls `LimitExceededException`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Whether throughput limits are enforced at all (default `true`; off for raw-speed
@@ -16,6 +18,18 @@ pub struct Limits {
     pub shard_read_calls_per_sec: u64,
     /// Read bytes per second and shard (default 2 MiB).
     pub shard_read_bytes_per_sec: u64,
+    /// `DescribeStream` calls per second for the account (default 10).
+    pub describe_stream_per_sec: u64,
+    /// `DescribeStreamSummary` calls per second for the account (default 20).
+    pub describe_stream_summary_per_sec: u64,
+    /// `ListShards` calls per second and stream (default 1000).
+    pub list_shards_per_stream_per_sec: u64,
+    /// `GetShardIterator` calls per second and shard (default 5).
+    pub get_shard_iterator_per_shard_per_sec: u64,
+    /// `SplitShard` and `MergeShards` calls per second for the account (default 5).
+    pub reshard_per_sec: u64,
+    /// `UpdateShardCount` calls per stream in a rolling 24 hours (default 10).
+    pub update_shard_count_per_day: u64,
 }
 
 impl Default for Limits {
@@ -27,6 +41,12 @@ impl Default for Limits {
             shard_write_records_per_sec: SHARD_WRITE_RECORDS_PER_SEC,
             shard_read_calls_per_sec: SHARD_READ_CALLS_PER_SEC,
             shard_read_bytes_per_sec: SHARD_READ_BYTES_PER_SEC,
+            describe_stream_per_sec: 10,
+            describe_stream_summary_per_sec: 20,
+            list_shards_per_stream_per_sec: 1000,
+            get_shard_iterator_per_shard_per_sec: 5,
+            reshard_per_sec: 5,
+            update_shard_count_per_day: 10,
         }
     }
 }

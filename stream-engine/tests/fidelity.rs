@@ -99,6 +99,9 @@ async fn the_shard_limit_counts_open_shards_only() {
         .send()
         .await
         .expect("merge: 2 open, 5 in all");
+    // SplitShard and MergeShards share 5 calls per second per account (the refused split
+    // above was tried 3 times by the SDK).
+    engine.advance_clock(Duration::from_secs(1));
     split("shardId-000000000004", u128::MAX / 8)
         .await
         .expect("3 open of 7: closed shards do not count");
@@ -213,4 +216,94 @@ async fn fault_rules_are_used_exactly_as_often_as_asked() {
     let results = futures::future::join_all(calls).await;
     let throttled = results.iter().filter(|r| r.is_err()).count();
     assert_eq!(throttled, 1, "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_calls_are_limited_at_their_documented_rates() {
+    let engine = engine().await;
+    let k = engine.kinesis_client_without_retries();
+    create(&k, "cp", 2).await;
+    // DescribeStream: 10 per second for the account.
+    for _ in 0..10 {
+        k.describe_stream()
+            .stream_name("cp")
+            .send()
+            .await
+            .expect("within the rate");
+    }
+    let err = k
+        .describe_stream()
+        .stream_name("cp")
+        .send()
+        .await
+        .expect_err("11th in the same second");
+    assert_eq!(code(&err), "LimitExceededException");
+    // DescribeStreamSummary has its own budget of 20.
+    for _ in 0..20 {
+        k.describe_stream_summary()
+            .stream_name("cp")
+            .send()
+            .await
+            .expect("within the rate");
+    }
+    assert!(
+        k.describe_stream_summary()
+            .stream_name("cp")
+            .send()
+            .await
+            .is_err()
+    );
+    // GetShardIterator: 5 per second per shard; another shard has its own.
+    let iterator = |shard: &'static str| {
+        k.get_shard_iterator()
+            .stream_name("cp")
+            .shard_id(shard)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+    };
+    for _ in 0..5 {
+        iterator("shardId-000000000000")
+            .await
+            .expect("within the rate");
+    }
+    let err = iterator("shardId-000000000000").await.expect_err("6th");
+    assert_eq!(code(&err), "LimitExceededException");
+    iterator("shardId-000000000001").await.expect("other shard");
+    // A second later, all budgets are back.
+    engine.advance_clock(Duration::from_secs(1));
+    iterator("shardId-000000000000").await.expect("refilled");
+    k.describe_stream()
+        .stream_name("cp")
+        .send()
+        .await
+        .expect("refilled");
+    // UpdateShardCount: 10 scalings per stream in a rolling day.
+    for i in 0..10 {
+        let target = if i % 2 == 0 { 4 } else { 2 };
+        k.update_shard_count()
+            .stream_name("cp")
+            .target_shard_count(target)
+            .scaling_type(ScalingType::UniformScaling)
+            .send()
+            .await
+            .expect("scaling within the day's budget");
+        engine.advance_clock(Duration::from_secs(1));
+    }
+    let err = k
+        .update_shard_count()
+        .stream_name("cp")
+        .target_shard_count(4)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect_err("11th in a day");
+    assert_eq!(code(&err), "LimitExceededException");
+    engine.advance_clock(Duration::from_secs(24 * 3600));
+    k.update_shard_count()
+        .stream_name("cp")
+        .target_shard_count(4)
+        .scaling_type(ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("a day later");
 }

@@ -8,6 +8,7 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ScalingType, Shard};
 use common::*;
 use shared_proto::{HashKeyRange, partition_key_hash};
 use std::collections::HashMap;
+use std::time::Duration;
 
 fn range_of(s: &Shard) -> HashKeyRange {
     let r = s.hash_key_range().expect("range");
@@ -212,6 +213,8 @@ async fn split_then_merge_shows_the_full_parent_child_picture() {
         .expect_err("unknown");
     assert_eq!(code(&err), "ResourceNotFoundException");
     create(&k, "three", 3).await;
+    // SplitShard and MergeShards share 5 calls per second per account, refused ones included.
+    engine.advance_clock(Duration::from_secs(1));
     let err = k
         .merge_shards()
         .stream_name("three")

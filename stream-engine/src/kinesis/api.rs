@@ -1,5 +1,6 @@
 //! The Kinesis JSON API (awsJson1_1): request parsing, validation and response bodies.
 
+use super::control::Control;
 use super::model::{
     ChildShard, IteratorStart, KinesisCore, PutInput, PutOutcome, ShardFilter, ShardInfo,
     StreamHandle, StreamMode,
@@ -444,6 +445,7 @@ impl Api<'_> {
 
     fn describe_stream(&self, req: DescribeStreamReq) -> Result<Vec<u8>, ApiError> {
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
+        self.core.control(Control::DescribeStream)?;
         let limit = req.limit.unwrap_or(100);
         check_range("limit", limit, 1, 10_000)?;
         // Values above 100 are accepted, and at most 100 shards come back.
@@ -483,6 +485,7 @@ impl Api<'_> {
 
     fn describe_stream_summary(&self, req: StreamReq) -> Result<Vec<u8>, ApiError> {
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
+        self.core.control(Control::DescribeStreamSummary)?;
         let s = handle.summary();
         to_body(json!({
             "StreamDescriptionSummary": {
@@ -586,6 +589,7 @@ impl Api<'_> {
             };
             (handle, after, req.shard_filter.clone(), req.max_results)
         };
+        self.core.control(Control::ListShards(handle.name()))?;
         let max = max.unwrap_or(LIST_SHARDS_PAGE as i64);
         check_range("maxResults", max, 1, MAX_LIST_SHARDS_RESULTS as i64)?;
         // Values above 1000 are accepted, and at most 1000 shards come back.
@@ -904,6 +908,8 @@ impl Api<'_> {
             }
         };
         self.shard_fault("GetShardIterator", &shard_id)?;
+        self.core
+            .control(Control::GetShardIterator(handle.name(), &shard_id))?;
         let (shard, pos) = handle.iterator_position(&shard_id, &start)?;
         to_body(json!({ "ShardIterator": handle.iterator(shard, pos) }))
     }
@@ -978,6 +984,7 @@ impl Api<'_> {
         let key = required(req.new_starting_hash_key, "newStartingHashKey")?;
         check_name("shardToSplit", &shard)?;
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
+        self.core.control(Control::Reshard)?;
         handle.split_shard(&shard, &key)?;
         Ok(b"{}".to_vec())
     }
@@ -988,6 +995,7 @@ impl Api<'_> {
         check_name("shardToMerge", &a)?;
         check_name("adjacentShardToMerge", &b)?;
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
+        self.core.control(Control::Reshard)?;
         handle.merge_shards(&a, &b)?;
         Ok(b"{}".to_vec())
     }
@@ -1004,7 +1012,12 @@ impl Api<'_> {
             ));
         }
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
+        self.core
+            .control(Control::UpdateShardCount(handle.name()))?;
         let current = handle.update_shard_count(target as u32)?;
+        if current != target as u32 {
+            self.core.scaled(handle.name());
+        }
         to_body(json!({
             "StreamName": handle.name(),
             "StreamARN": handle.arn(),

@@ -2,4 +2,5 @@
 
 pub mod api;
 mod bucket;
+pub(crate) mod control;
 pub mod model;

@@ -348,6 +348,7 @@ pub struct KinesisCore {
     streams: RwLock<BTreeMap<String, Arc<StreamHandle>>>,
     next_id: AtomicU64,
     secret: [u8; 16],
+    control: super::control::ControlLimits,
 }
 
 fn not_found(name: &str, account: &str) -> ApiError {
@@ -363,7 +364,21 @@ impl KinesisCore {
             streams: RwLock::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             secret: rand::random(),
+            control: super::control::ControlLimits::default(),
         }
+    }
+
+    /// Records an accepted `UpdateShardCount` for the rolling-day limit.
+    pub(crate) fn scaled(&self, stream: &str) {
+        if self.config.limits.enabled {
+            self.control.scaled(stream, self.clock.now_ms());
+        }
+    }
+
+    /// Counts one control-plane call against its documented rate.
+    pub(crate) fn control(&self, call: super::control::Control<'_>) -> Result<(), ApiError> {
+        self.control
+            .check(&self.config.limits, call, self.clock.now_ms())
     }
 
     /// The engine's clock.
