@@ -145,7 +145,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     }
     let result = match service_name {
         "Kinesis" => crate::kinesis::api::handle(&state.kinesis, &state.faults, operation, &body),
-        _ => crate::dynamodb::api::handle(&state.dynamodb, operation, &body),
+        _ => crate::dynamodb::api::handle(&state.dynamodb, &state.faults, operation, &body),
     };
     Ok(match result {
         Ok(body) => response(200, content_type, body),

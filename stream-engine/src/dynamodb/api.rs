@@ -1,12 +1,11 @@
 //! The DynamoDB JSON API (awsJson1_0): tables and items for lease tables.
 
-use super::expr::{self, Context, Path};
+use super::expr::{self, Path};
 use super::legacy;
-use super::value::{AttrValue, Decimal, Item, item_from_json, item_size, item_to_json};
+use super::value::{Item, item_from_json, item_size, item_to_json};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::ApiError;
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -17,40 +16,11 @@ use std::sync::Arc;
 /// The `X-Amz-Target` prefix of DynamoDB operations.
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
 
-/// Largest item, in bytes (400 KB).
-pub const MAX_ITEM_SIZE: usize = 400 * 1024;
+pub use super::request::MAX_ITEM_SIZE;
+use super::request::*;
+use super::table::{Key, KeyAttr, Table};
 /// Most data one `Scan` page reads (1 MB).
 pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
-
-/// A key attribute value (the types a key may have), ordered.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum KeyPart {
-    S(String),
-    N(Decimal),
-    B(Bytes),
-}
-
-type Key = (KeyPart, Option<KeyPart>);
-
-#[derive(Debug, Clone)]
-struct KeyAttr {
-    name: String,
-    kind: String,
-}
-
-#[derive(Debug)]
-struct Table {
-    name: String,
-    arn: String,
-    id: String,
-    created_ms: u64,
-    ready_at_ms: u64,
-    hash: KeyAttr,
-    range: Option<KeyAttr>,
-    billing: String,
-    provisioned: (i64, i64),
-    items: Mutex<BTreeMap<Key, Item>>,
-}
 
 /// The DynamoDB tables of an engine.
 #[derive(Debug)]
@@ -60,287 +30,14 @@ pub struct DynamoCore {
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
 }
 
-fn obj(v: &Value) -> Result<&Map<String, Value>, ApiError> {
-    v.as_object()
-        .ok_or_else(|| ApiError::serialization("The request body must be a JSON object"))
-}
-
-fn opt_str<'a>(v: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match v.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::serialization(format!("{field} must be a string"))),
-    }
-}
-
-fn req_str<'a>(v: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
-    opt_str(v, field)?.ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-            lower_first(field)
-        ))
-    })
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-fn table_name(v: &Map<String, Value>) -> Result<&str, ApiError> {
-    let name = req_str(v, "TableName")?;
-    let len = name.chars().count();
-    if !(3..=255).contains(&len)
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-    {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{name}' at 'tableName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 3 and 255"
-        )));
-    }
-    Ok(name)
-}
-
-fn context(v: &Map<String, Value>) -> Result<Context, ApiError> {
-    let names: HashMap<String, String> = match v.get("ExpressionAttributeNames") {
-        None | Some(Value::Null) => HashMap::new(),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| {
-                v.as_str()
-                    .map(|s| (k.clone(), s.to_owned()))
-                    .ok_or_else(|| {
-                        ApiError::serialization("ExpressionAttributeNames values must be strings")
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::serialization(
-                "ExpressionAttributeNames must be an object",
-            ));
-        }
-    };
-    let values: HashMap<String, AttrValue> = match v.get("ExpressionAttributeValues") {
-        None | Some(Value::Null) => HashMap::new(),
-        Some(other) => item_from_json(other)?.into_iter().collect(),
-    };
-    for k in names.keys() {
-        if !k.starts_with('#') {
-            return Err(ApiError::validation(format!(
-                "ExpressionAttributeNames contains invalid key: Syntax error; key: \"{k}\""
-            )));
-        }
-    }
-    for k in values.keys() {
-        if !k.starts_with(':') {
-            return Err(ApiError::validation(format!(
-                "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{k}\""
-            )));
-        }
-    }
-    Ok(Context::new(names, values))
-}
-
-fn return_values(v: &Map<String, Value>, allowed: &[&str]) -> Result<String, ApiError> {
-    let rv = opt_str(v, "ReturnValues")?.unwrap_or("NONE");
-    if !["NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"].contains(&rv) {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{rv}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]"
-        )));
-    }
-    if !allowed.contains(&rv) {
-        return Err(ApiError::validation(format!(
-            "ReturnValues can only be {} on this operation",
-            allowed.join(" or ")
-        )));
-    }
-    Ok(rv.to_owned())
-}
-
-fn on_failure_all_old(v: &Map<String, Value>) -> Result<bool, ApiError> {
-    match opt_str(v, "ReturnValuesOnConditionCheckFailure")? {
-        None | Some("NONE") => Ok(false),
-        Some("ALL_OLD") => Ok(true),
-        Some(other) => Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{other}' at 'returnValuesOnConditionCheckFailure' failed to satisfy constraint: Member must satisfy enum value set: [ALL_OLD, NONE]"
-        ))),
-    }
-}
-
-fn condition_failed(old: Option<&Item>, all_old: bool) -> ApiError {
-    let mut err = ApiError::new(
-        "ConditionalCheckFailedException",
-        "The conditional request failed",
-    );
-    if all_old && let Some(item) = old {
-        let mut extra = Map::new();
-        extra.insert("Item".into(), item_to_json(item));
-        err.extra = Some(extra);
-    }
-    err
-}
-
-/// A required item-shaped member (`Item`, `Key`), named `member` in messages.
-fn required_item(v: &Map<String, Value>, field: &str, member: &str) -> Result<Item, ApiError> {
-    item_from_json(v.get(field).ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ))
-    })?)
-}
-
-/// The request's `ConditionExpression`, parsed against its names and values.
-fn condition(v: &Map<String, Value>, ctx: &mut Context) -> Result<Option<expr::Cond>, ApiError> {
-    opt_str(v, "ConditionExpression")?
-        .map(|c| expr::parse_condition("Condition", c, ctx))
-        .transpose()
-}
-
-/// Fails with `ConditionalCheckFailedException` when `cond` does not hold for `old` (an absent
-/// item counts as an empty one).
-fn check_condition(
-    cond: Option<&expr::Cond>,
-    old: Option<&Item>,
-    all_old: bool,
-) -> Result<(), ApiError> {
-    if let Some(cond) = cond
-        && !expr::evaluate(cond, old.unwrap_or(&Item::new()))?
-    {
-        return Err(condition_failed(old, all_old));
-    }
-    Ok(())
-}
-
-fn check_size(item: &Item) -> Result<(), ApiError> {
-    if item_size(item) > MAX_ITEM_SIZE {
-        return Err(ApiError::validation(
-            "Item size has exceeded the maximum allowed size",
-        ));
-    }
-    Ok(())
-}
-
-fn epoch_secs(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
-
-impl Table {
-    fn key_names(&self) -> Vec<&str> {
-        let mut k = vec![self.hash.name.as_str()];
-        if let Some(r) = &self.range {
-            k.push(r.name.as_str());
-        }
-        k
-    }
-
-    fn key_part(
-        &self,
-        attr: &KeyAttr,
-        value: Option<&AttrValue>,
-        in_item: bool,
-    ) -> Result<KeyPart, ApiError> {
-        let mismatch =
-            || ApiError::validation("The provided key element does not match the schema");
-        let part = match (value, attr.kind.as_str()) {
-            (None, _) if in_item => {
-                return Err(ApiError::validation(format!(
-                    "One or more parameter values were invalid: Missing the key {} in the item",
-                    attr.name
-                )));
-            }
-            (None, _) => return Err(mismatch()),
-            (Some(AttrValue::S(s)), "S") => KeyPart::S(s.clone()),
-            (Some(AttrValue::N(n)), "N") => KeyPart::N(*n),
-            (Some(AttrValue::B(b)), "B") => KeyPart::B(b.clone()),
-            (Some(other), expected) if in_item => {
-                return Err(ApiError::validation(format!(
-                    "One or more parameter values were invalid: Type mismatch for key {} expected: {expected} actual: {}",
-                    attr.name,
-                    other.type_name()
-                )));
-            }
-            _ => return Err(mismatch()),
-        };
-        let empty = matches!(&part, KeyPart::S(s) if s.is_empty())
-            || matches!(&part, KeyPart::B(b) if b.is_empty());
-        if empty {
-            return Err(ApiError::validation(format!(
-                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {}",
-                attr.name
-            )));
-        }
-        Ok(part)
-    }
-
-    /// The key of a `Key` parameter: exactly the key attributes.
-    fn key_from_key(&self, key: &Item) -> Result<Key, ApiError> {
-        if key.len() != self.key_names().len() {
-            return Err(ApiError::validation(
-                "The provided key element does not match the schema",
-            ));
-        }
-        let hash = self.key_part(&self.hash, key.get(&self.hash.name), false)?;
-        let range = match &self.range {
-            Some(r) => Some(self.key_part(r, key.get(&r.name), false)?),
-            None => None,
-        };
-        Ok((hash, range))
-    }
-
-    /// The key of a whole item.
-    fn key_from_item(&self, item: &Item) -> Result<Key, ApiError> {
-        let hash = self.key_part(&self.hash, item.get(&self.hash.name), true)?;
-        let range = match &self.range {
-            Some(r) => Some(self.key_part(r, item.get(&r.name), true)?),
-            None => None,
-        };
-        Ok((hash, range))
-    }
-
-    fn key_item(&self, item: &Item) -> Item {
-        self.key_names()
-            .into_iter()
-            .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
-            .collect()
-    }
-
-    fn description(&self, status: &str) -> Value {
-        let items = self.items.lock();
-        let size: usize = items.values().map(item_size).sum();
-        let mut key_schema = vec![json!({ "AttributeName": self.hash.name, "KeyType": "HASH" })];
-        let mut defs =
-            vec![json!({ "AttributeName": self.hash.name, "AttributeType": self.hash.kind })];
-        if let Some(r) = &self.range {
-            key_schema.push(json!({ "AttributeName": r.name, "KeyType": "RANGE" }));
-            defs.push(json!({ "AttributeName": r.name, "AttributeType": r.kind }));
-        }
-        json!({
-            "TableName": self.name,
-            "TableArn": self.arn,
-            "TableId": self.id,
-            "TableStatus": status,
-            "KeySchema": key_schema,
-            "AttributeDefinitions": defs,
-            "CreationDateTime": epoch_secs(self.created_ms),
-            "ItemCount": items.len(),
-            "TableSizeBytes": size,
-            "BillingModeSummary": { "BillingMode": self.billing },
-            "ProvisionedThroughput": {
-                "ReadCapacityUnits": self.provisioned.0,
-                "WriteCapacityUnits": self.provisioned.1,
-                "NumberOfDecreasesToday": 0,
-            },
-            "DeletionProtectionEnabled": false,
-        })
-    }
-}
-
-/// Serves one DynamoDB operation.
-pub fn handle(core: &DynamoCore, operation: &str, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// Serves one DynamoDB operation (`faults`: table-scoped fault rules for the batch
+/// operations).
+pub fn handle(
+    core: &DynamoCore,
+    faults: &crate::faults::Faults,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     let body = if body.is_empty() {
         b"{}" as &[u8]
     } else {
@@ -359,6 +56,11 @@ pub fn handle(core: &DynamoCore, operation: &str, body: &[u8]) -> Result<Vec<u8>
         "UpdateItem" => core.update_item(v)?,
         "DeleteItem" => core.delete_item(v)?,
         "Scan" => core.scan(v)?,
+        "BatchWriteItem" => core.batch_write_item(v, faults)?,
+        "BatchGetItem" => core.batch_get_item(v, faults)?,
+        "Query" => core.query(v)?,
+        "TransactWriteItems" => core.transact_write_items(v)?,
+        "TransactGetItems" => core.transact_get_items(v)?,
         other => {
             return Err(ApiError::new(
                 "UnknownOperationException",
@@ -403,7 +105,11 @@ impl DynamoCore {
 
     /// A table ready for item operations.
     fn active(&self, v: &Map<String, Value>) -> Result<Arc<Table>, ApiError> {
-        let name = table_name(v)?;
+        self.active_named(table_name(v)?)
+    }
+
+    /// A table ready for item operations, by name.
+    pub(super) fn active_named(&self, name: &str) -> Result<Arc<Table>, ApiError> {
         let t = self.table(name)?;
         if self.status(&t) != "ACTIVE" {
             return Err(ApiError::not_found(format!(

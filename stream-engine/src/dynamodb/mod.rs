@@ -1,6 +1,11 @@
 //! DynamoDB, the subset a lease table needs: tables, items, expressions.
 
 pub mod api;
+mod batch;
 pub mod expr;
 pub mod legacy;
+mod query;
+mod request;
+mod table;
+mod transact;
 pub mod value;

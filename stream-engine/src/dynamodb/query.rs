@@ -1,0 +1,242 @@
+//! `Query`: the items of one hash key, in range-key order (or reversed), narrowed by a key
+//! condition on the range key, then filtered and projected like `Scan`.
+
+use super::api::{DynamoCore, SCAN_PAGE_BYTES};
+use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
+use super::legacy;
+use super::request::*;
+use super::table::{Key, KeyPart, Table};
+use super::value::{AttrValue, Item, item_from_json, item_size, item_to_json};
+use crate::error::ApiError;
+use serde_json::{Map, Value, json};
+use std::ops::Bound;
+
+fn invalid_key_condition(why: &str) -> ApiError {
+    ApiError::validation(format!("Query condition missed key schema element: {why}"))
+}
+
+fn attr_of(op: &Operand) -> Option<&str> {
+    match op {
+        Operand::Path(p) => match p.as_slice() {
+            [PathElem::Attr(a)] => Some(a),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn value_of(op: &Operand) -> Option<&AttrValue> {
+    match op {
+        Operand::Value(v) => Some(v),
+        _ => None,
+    }
+}
+
+/// The hash key value a key condition pins, after checking the condition's shape: `hash =
+/// :v`, optionally `AND` one condition on the range key (`=`, `<`, `<=`, `>`, `>=`,
+/// `BETWEEN`, `begins_with`).
+fn hash_value(t: &Table, cond: &Cond) -> Result<KeyPart, ApiError> {
+    let hash_name = t.hash.name.as_str();
+    let range_name = t.range.as_ref().map(|r| r.name.as_str());
+    let is_hash_eq = |c: &Cond| -> Option<AttrValue> {
+        if let Cond::Cmp(a, CmpOp::Eq, b) = c {
+            if attr_of(a) == Some(hash_name) {
+                return value_of(b).cloned();
+            }
+            if attr_of(b) == Some(hash_name) {
+                return value_of(a).cloned();
+            }
+        }
+        None
+    };
+    let is_range_cond = |c: &Cond| -> bool {
+        let Some(range) = range_name else {
+            return false;
+        };
+        match c {
+            Cond::Cmp(a, op, b) => {
+                *op != CmpOp::Ne
+                    && ((attr_of(a) == Some(range) && value_of(b).is_some())
+                        || (attr_of(b) == Some(range) && value_of(a).is_some()))
+            }
+            Cond::Between(a, lo, hi) => {
+                attr_of(a) == Some(range) && value_of(lo).is_some() && value_of(hi).is_some()
+            }
+            Cond::BeginsWith(p, v) => {
+                matches!(p.as_slice(), [PathElem::Attr(a)] if a == range) && value_of(v).is_some()
+            }
+            _ => false,
+        }
+    };
+    let hash = match cond {
+        Cond::And(a, b) => match (is_hash_eq(a), is_hash_eq(b)) {
+            (Some(h), _) if is_range_cond(b) => h,
+            (_, Some(h)) if is_range_cond(a) => h,
+            _ => {
+                return Err(ApiError::validation(
+                    "Invalid KeyConditionExpression: the key condition must be the hash key's equality, and at most one condition on the range key",
+                ));
+            }
+        },
+        c => is_hash_eq(c).ok_or_else(|| invalid_key_condition(hash_name))?,
+    };
+    t.key_part(&t.hash, Some(&hash), false)
+}
+
+fn limit_of(v: &Map<String, Value>) -> Result<usize, ApiError> {
+    match v.get("Limit") {
+        None | Some(Value::Null) => Ok(usize::MAX),
+        Some(l) => match l.as_i64() {
+            Some(n) if n >= 1 => Ok(n as usize),
+            _ => Err(ApiError::validation(
+                "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+            )),
+        },
+    }
+}
+
+/// Legacy `KeyConditions` as one condition (always `AND`).
+fn legacy_key_conditions(v: &Map<String, Value>) -> Result<Option<Cond>, ApiError> {
+    let mut only_keys = Map::new();
+    if let Some(k) = v.get("KeyConditions") {
+        only_keys.insert("KeyConditions".into(), k.clone());
+    }
+    legacy::filter(&only_keys, "KeyConditions")
+}
+
+impl DynamoCore {
+    pub(super) fn query(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
+        let legacy = legacy::uses_legacy(
+            v,
+            &[
+                "KeyConditions",
+                "QueryFilter",
+                "ConditionalOperator",
+                "AttributesToGet",
+            ],
+        )?;
+        let t = self.active_named(table_name(v)?)?;
+        if let Some(index) = opt_str(v, "IndexName")? {
+            return Err(ApiError::validation(format!(
+                "The table does not have the specified index: {index}"
+            )));
+        }
+        let limit = limit_of(v)?;
+        let forward = match v.get("ScanIndexForward") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::serialization(
+                    "ScanIndexForward must be a boolean",
+                ));
+            }
+        };
+        let count_only = match opt_str(v, "Select")? {
+            None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
+            Some("COUNT") => true,
+            Some(other) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]"
+                )));
+            }
+        };
+        let mut ctx = context(v)?;
+        let (key_cond, filter, projection): (Cond, Option<Cond>, Option<Vec<Path>>) = if legacy {
+            let key = legacy_key_conditions(v)?.ok_or_else(|| {
+                ApiError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+            })?;
+            (
+                key,
+                legacy::filter(v, "QueryFilter")?,
+                legacy::attributes_to_get(v)?,
+            )
+        } else {
+            let key = opt_str(v, "KeyConditionExpression")?.ok_or_else(|| {
+                ApiError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+            })?;
+            (
+                expr::parse_condition("KeyCondition", key, &mut ctx)?,
+                opt_str(v, "FilterExpression")?
+                    .map(|f| expr::parse_condition("Filter", f, &mut ctx))
+                    .transpose()?,
+                opt_str(v, "ProjectionExpression")?
+                    .map(|p| expr::parse_projection(p, &mut ctx))
+                    .transpose()?,
+            )
+        };
+        ctx.check_all_used()?;
+        let hash = hash_value(&t, &key_cond)?;
+        let start: Option<Key> = match v.get("ExclusiveStartKey") {
+            None | Some(Value::Null) => None,
+            Some(k) => {
+                let key = t.key_from_key(&item_from_json(k)?)?;
+                if key.0 != hash {
+                    return Err(ApiError::validation(
+                        "The provided starting key does not match the range key predicate",
+                    ));
+                }
+                Some(key)
+            }
+        };
+        let items = t.items.lock();
+        let lower = (hash.clone(), None);
+        let same_hash = |k: &&Key| k.0 == hash;
+        let range: Box<dyn Iterator<Item = (&Key, &Item)>> = match (&start, forward) {
+            (None, true) => Box::new(items.range(lower..).take_while(|(k, _)| same_hash(k))),
+            (Some(s), true) => Box::new(
+                items
+                    .range((Bound::Excluded(s.clone()), Bound::Unbounded))
+                    .take_while(|(k, _)| same_hash(k)),
+            ),
+            (None, false) => Box::new(
+                items
+                    .range(lower..)
+                    .take_while(|(k, _)| same_hash(k))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev(),
+            ),
+            (Some(s), false) => Box::new(
+                items
+                    .range(lower..(s.clone()))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev(),
+            ),
+        };
+        let mut out = Vec::new();
+        let mut scanned = 0usize;
+        let mut bytes = 0usize;
+        let mut last: Option<&Item> = None;
+        let mut more = false;
+        for (_, item) in range {
+            if !expr::evaluate(&key_cond, item)? {
+                continue;
+            }
+            if scanned >= limit || bytes >= SCAN_PAGE_BYTES {
+                more = true;
+                break;
+            }
+            scanned += 1;
+            bytes += item_size(item);
+            last = Some(item);
+            if let Some(f) = &filter
+                && !expr::evaluate(f, item)?
+            {
+                continue;
+            }
+            out.push(match &projection {
+                Some(paths) => expr::project(item, paths),
+                None => item.clone(),
+            });
+        }
+        let mut resp = json!({ "Count": out.len(), "ScannedCount": scanned });
+        if !count_only {
+            resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
+        }
+        if more && let Some(last) = last {
+            resp["LastEvaluatedKey"] = item_to_json(&t.key_item(last));
+        }
+        Ok(resp)
+    }
+}

@@ -1,0 +1,150 @@
+//! A table: its key schema, its items, and the keys of items and requests.
+
+use super::request::epoch_secs;
+use super::value::{AttrValue, Decimal, Item, item_size};
+use crate::error::ApiError;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// A key attribute value (the types a key may have), ordered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum KeyPart {
+    S(String),
+    N(Decimal),
+    B(Bytes),
+}
+
+pub(super) type Key = (KeyPart, Option<KeyPart>);
+
+#[derive(Debug, Clone)]
+pub(super) struct KeyAttr {
+    pub(super) name: String,
+    pub(super) kind: String,
+}
+
+#[derive(Debug)]
+pub(super) struct Table {
+    pub(super) name: String,
+    pub(super) arn: String,
+    pub(super) id: String,
+    pub(super) created_ms: u64,
+    pub(super) ready_at_ms: u64,
+    pub(super) hash: KeyAttr,
+    pub(super) range: Option<KeyAttr>,
+    pub(super) billing: String,
+    pub(super) provisioned: (i64, i64),
+    pub(super) items: Mutex<BTreeMap<Key, Item>>,
+}
+
+impl Table {
+    pub(super) fn key_names(&self) -> Vec<&str> {
+        let mut k = vec![self.hash.name.as_str()];
+        if let Some(r) = &self.range {
+            k.push(r.name.as_str());
+        }
+        k
+    }
+
+    pub(super) fn key_part(
+        &self,
+        attr: &KeyAttr,
+        value: Option<&AttrValue>,
+        in_item: bool,
+    ) -> Result<KeyPart, ApiError> {
+        let mismatch =
+            || ApiError::validation("The provided key element does not match the schema");
+        let part = match (value, attr.kind.as_str()) {
+            (None, _) if in_item => {
+                return Err(ApiError::validation(format!(
+                    "One or more parameter values were invalid: Missing the key {} in the item",
+                    attr.name
+                )));
+            }
+            (None, _) => return Err(mismatch()),
+            (Some(AttrValue::S(s)), "S") => KeyPart::S(s.clone()),
+            (Some(AttrValue::N(n)), "N") => KeyPart::N(*n),
+            (Some(AttrValue::B(b)), "B") => KeyPart::B(b.clone()),
+            (Some(other), expected) if in_item => {
+                return Err(ApiError::validation(format!(
+                    "One or more parameter values were invalid: Type mismatch for key {} expected: {expected} actual: {}",
+                    attr.name,
+                    other.type_name()
+                )));
+            }
+            _ => return Err(mismatch()),
+        };
+        let empty = matches!(&part, KeyPart::S(s) if s.is_empty())
+            || matches!(&part, KeyPart::B(b) if b.is_empty());
+        if empty {
+            return Err(ApiError::validation(format!(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {}",
+                attr.name
+            )));
+        }
+        Ok(part)
+    }
+
+    /// The key of a `Key` parameter: exactly the key attributes.
+    pub(super) fn key_from_key(&self, key: &Item) -> Result<Key, ApiError> {
+        if key.len() != self.key_names().len() {
+            return Err(ApiError::validation(
+                "The provided key element does not match the schema",
+            ));
+        }
+        let hash = self.key_part(&self.hash, key.get(&self.hash.name), false)?;
+        let range = match &self.range {
+            Some(r) => Some(self.key_part(r, key.get(&r.name), false)?),
+            None => None,
+        };
+        Ok((hash, range))
+    }
+
+    /// The key of a whole item.
+    pub(super) fn key_from_item(&self, item: &Item) -> Result<Key, ApiError> {
+        let hash = self.key_part(&self.hash, item.get(&self.hash.name), true)?;
+        let range = match &self.range {
+            Some(r) => Some(self.key_part(r, item.get(&r.name), true)?),
+            None => None,
+        };
+        Ok((hash, range))
+    }
+
+    pub(super) fn key_item(&self, item: &Item) -> Item {
+        self.key_names()
+            .into_iter()
+            .filter_map(|k| item.get(k).map(|v| (k.to_owned(), v.clone())))
+            .collect()
+    }
+
+    pub(super) fn description(&self, status: &str) -> Value {
+        let items = self.items.lock();
+        let size: usize = items.values().map(item_size).sum();
+        let mut key_schema = vec![json!({ "AttributeName": self.hash.name, "KeyType": "HASH" })];
+        let mut defs =
+            vec![json!({ "AttributeName": self.hash.name, "AttributeType": self.hash.kind })];
+        if let Some(r) = &self.range {
+            key_schema.push(json!({ "AttributeName": r.name, "KeyType": "RANGE" }));
+            defs.push(json!({ "AttributeName": r.name, "AttributeType": r.kind }));
+        }
+        json!({
+            "TableName": self.name,
+            "TableArn": self.arn,
+            "TableId": self.id,
+            "TableStatus": status,
+            "KeySchema": key_schema,
+            "AttributeDefinitions": defs,
+            "CreationDateTime": epoch_secs(self.created_ms),
+            "ItemCount": items.len(),
+            "TableSizeBytes": size,
+            "BillingModeSummary": { "BillingMode": self.billing },
+            "ProvisionedThroughput": {
+                "ReadCapacityUnits": self.provisioned.0,
+                "WriteCapacityUnits": self.provisioned.1,
+                "NumberOfDecreasesToday": 0,
+            },
+            "DeletionProtectionEnabled": false,
+        })
+    }
+}
