@@ -245,7 +245,7 @@ async fn every_attribute_type_round_trips_exactly() {
     let d = engine.dynamodb_client();
     table(&d, "types").await;
     let nested = HashMap::from([(
-        "inner".to_owned(),
+        "nested".to_owned(),
         AV::L(vec![n("1"), s("two"), AV::Bool(true)]),
     )]);
     let item = HashMap::from([
@@ -290,7 +290,7 @@ async fn every_attribute_type_round_trips_exactly() {
         .get_item()
         .table_name("types")
         .key("pk", s("all"))
-        .projection_expression("#s, m.inner[1], bool")
+        .projection_expression("#s, m.nested[1], bool")
         .expression_attribute_names("#s", "s")
         .send()
         .await
@@ -300,7 +300,10 @@ async fn every_attribute_type_round_trips_exactly() {
     assert_eq!(p.len(), 3);
     assert_eq!(
         p["m"],
-        AV::M(HashMap::from([("inner".to_owned(), AV::L(vec![s("two")]))]))
+        AV::M(HashMap::from([(
+            "nested".to_owned(),
+            AV::L(vec![s("two")])
+        )]))
     );
     assert!(get(&d, "types", "missing").await.is_none());
 }
@@ -316,12 +319,12 @@ async fn conditions_cover_every_operator_and_function() {
         .item("n", n("10"))
         .item("name", s("lease-7"))
         .item("tags", AV::Ss(vec!["red".into(), "blue".into()]))
-        .item("list", AV::L(vec![s("a"), s("b")]))
+        .item("items_l", AV::L(vec![s("a"), s("b")]))
         .item(
             "doc",
             AV::M(HashMap::from([
-                ("owner".to_owned(), s("w1")),
-                ("depth".to_owned(), AV::L(vec![n("5")])),
+                ("holder".to_owned(), s("w1")),
+                ("levels".to_owned(), AV::L(vec![n("5")])),
             ])),
         )
         .send()
@@ -366,33 +369,33 @@ async fn conditions_cover_every_operator_and_function() {
         ),
         ("n IN (:a, :b)", vec![(":a", n("1")), (":b", n("10"))], true),
         ("#n IN (:a)", vec![(":a", s("nope"))], false),
-        ("attribute_exists(doc.owner)", vec![], true),
+        ("attribute_exists(doc.holder)", vec![], true),
         ("attribute_not_exists(doc.absent)", vec![], true),
         ("attribute_type(tags, :t)", vec![(":t", s("SS"))], true),
         ("begins_with(#n, :p)", vec![(":p", s("lease-"))], true),
         ("contains(tags, :c)", vec![(":c", s("red"))], true),
-        ("contains(list, :c)", vec![(":c", s("z"))], false),
+        ("contains(items_l, :c)", vec![(":c", s("z"))], false),
         ("contains(#n, :c)", vec![(":c", s("se-7"))], true),
-        ("size(list) = :two", vec![(":two", n("2"))], true),
+        ("size(items_l) = :two", vec![(":two", n("2"))], true),
         ("size(#n) > :two", vec![(":two", n("2"))], true),
-        ("doc.depth[0] = :five", vec![(":five", n("5"))], true),
+        ("doc.levels[0] = :five", vec![(":five", n("5"))], true),
         (
-            "doc.owner = :w AND NOT n < :v",
+            "doc.holder = :w AND NOT n < :v",
             vec![(":w", s("w1")), (":v", n("5"))],
             true,
         ),
         (
-            "n = :v OR doc.owner = :w AND n = :v",
+            "n = :v OR doc.holder = :w AND n = :v",
             vec![(":v", n("1")), (":w", s("w1"))],
             false,
         ),
         (
-            "(n = :v OR doc.owner = :w) AND n = :v2",
+            "(n = :v OR doc.holder = :w) AND n = :v2",
             vec![(":v", n("1")), (":w", s("w1")), (":v2", n("10"))],
             true,
         ),
-        ("missing = :v", vec![(":v", n("1"))], false),
-        ("missing <> :v", vec![(":v", n("1"))], true),
+        ("absent_attr = :v", vec![(":v", n("1"))], false),
+        ("absent_attr <> :v", vec![(":v", n("1"))], true),
         ("n = :v", vec![(":v", s("10"))], false),
     ];
     for (cond, values, expected) in cases {
@@ -469,7 +472,7 @@ async fn updates_and_return_values() {
         .update_item()
         .table_name("updates")
         .key("pk", s("k"))
-        .update_expression("SET c = c - :half, m.y = :y, l[5] = :b REMOVE m.x ADD counter :one, tags :t DELETE none :t")
+        .update_expression("SET c = c - :half, m.y = :y, l[5] = :b REMOVE m.x ADD hits :one, tags :t DELETE missingset :t")
         .expression_attribute_values(":half", n("0.5"))
         .expression_attribute_values(":y", s("why"))
         .expression_attribute_values(":b", s("b"))
@@ -481,7 +484,7 @@ async fn updates_and_return_values() {
         .expect("update");
     let a = out.attributes().expect("attributes");
     assert_eq!(a["c"], n("0.5"));
-    assert_eq!(a["counter"], n("1"));
+    assert_eq!(a["hits"], n("1"));
     assert_eq!(a["m"], AV::M(HashMap::from([("y".to_owned(), s("why"))])));
     assert_eq!(a["l"], AV::L(vec![s("a"), s("b")]));
     assert!(!a.contains_key("pk"));
@@ -664,7 +667,7 @@ async fn failed_conditions_change_nothing_and_can_return_the_old_item() {
     d.put_item()
         .table_name("failing")
         .item("pk", s("k"))
-        .item("owner", s("w1"))
+        .item("holder", s("w1"))
         .item("leaseCounter", n("5"))
         .send()
         .await
@@ -673,14 +676,14 @@ async fn failed_conditions_change_nothing_and_can_return_the_old_item() {
         .update_item()
         .table_name("failing")
         .key("pk", s("k"))
-        .update_expression("SET owner = :me")
+        .update_expression("SET holder = :me")
         .condition_expression("leaseCounter = :c")
         .expression_attribute_values(":me", s("w2"))
         .expression_attribute_values(":c", n("4"))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await
-        .expect_err("stale counter");
+        .expect_err("stale hits");
     let service = e.into_service_error();
     assert!(service.is_conditional_check_failed_exception());
     let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
@@ -690,10 +693,10 @@ async fn failed_conditions_change_nothing_and_can_return_the_old_item() {
         panic!("typed error")
     };
     let old = ccf.item().expect("old item in the error");
-    assert_eq!(old["owner"], s("w1"));
+    assert_eq!(old["holder"], s("w1"));
     assert_eq!(old["leaseCounter"], n("5"));
     assert_eq!(
-        get(&d, "failing", "k").await.expect("item")["owner"],
+        get(&d, "failing", "k").await.expect("item")["holder"],
         s("w1"),
         "nothing changed"
     );
@@ -701,7 +704,7 @@ async fn failed_conditions_change_nothing_and_can_return_the_old_item() {
         .delete_item()
         .table_name("failing")
         .key("pk", s("k"))
-        .condition_expression("attribute_not_exists(owner)")
+        .condition_expression("attribute_not_exists(holder)")
         .send()
         .await
         .expect_err("fails");
@@ -719,7 +722,7 @@ async fn racing_writers_lose_no_update() {
     table(&d, "race").await;
     d.put_item()
         .table_name("race")
-        .item("pk", s("counter"))
+        .item("pk", s("hits"))
         .item("v", n("0"))
         .send()
         .await
@@ -730,7 +733,7 @@ async fn racing_writers_lose_no_update() {
         tasks.push(tokio::spawn(async move {
             let (mut wins, mut losses) = (0u64, 0u64);
             for _ in 0..25 {
-                let cur = get(&d, "race", "counter").await.expect("item")["v"]
+                let cur = get(&d, "race", "hits").await.expect("item")["v"]
                     .as_n()
                     .expect("n")
                     .clone();
@@ -738,7 +741,7 @@ async fn racing_writers_lose_no_update() {
                 match d
                     .update_item()
                     .table_name("race")
-                    .key("pk", s("counter"))
+                    .key("pk", s("hits"))
                     .update_expression("SET v = :next")
                     .condition_expression("v = :cur")
                     .expression_attribute_values(":next", n(&next))
@@ -765,7 +768,7 @@ async fn racing_writers_lose_no_update() {
         assert_eq!(w + l, 25);
         wins += w;
     }
-    let v = get(&d, "race", "counter").await.expect("item")["v"]
+    let v = get(&d, "race", "hits").await.expect("item")["v"]
         .as_n()
         .expect("n")
         .clone();
@@ -783,7 +786,7 @@ async fn racing_writers_lose_no_update() {
             d.put_item()
                 .table_name("race")
                 .item("pk", s("lease"))
-                .item("owner", s(&format!("w{i}")))
+                .item("holder", s(&format!("w{i}")))
                 .condition_expression("attribute_not_exists(pk)")
                 .send()
                 .await
@@ -968,16 +971,16 @@ async fn lease_table_writes_of_the_consumer() {
             .into_service_error()
             .is_conditional_check_failed_exception()
     );
-    // Take: new owner, counter + 1, owner switches + 1, conditional on the counter.
-    let take = |counter: &str, owner: &str| {
+    // Take: new owner, hits + 1, owner switches + 1, conditional on the hits.
+    let take = |hits: &str, owner: &str| {
         d.update_item()
             .table_name("app-leases")
             .key("leaseKey", s("shardId-000000000000"))
             .update_expression("SET leaseOwner = :owner, leaseCounter = leaseCounter + :one, ownerSwitchesSinceCheckpoint = ownerSwitchesSinceCheckpoint + :one")
-            .condition_expression("leaseCounter = :counter")
+            .condition_expression("leaseCounter = :hits")
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":one", n("1"))
-            .expression_attribute_values(":counter", n(counter))
+            .expression_attribute_values(":hits", n(hits))
             .return_values(ReturnValue::AllNew)
     };
     let taken = take("0", "worker-a")
@@ -989,15 +992,15 @@ async fn lease_table_writes_of_the_consumer() {
     assert_eq!(taken["leaseOwner"], s("worker-a"));
     assert_eq!(taken["leaseCounter"], n("1"));
     assert_eq!(taken["ownerSwitchesSinceCheckpoint"], n("1"));
-    // Renew: counter + 1, conditional on counter and owner.
-    let renew = |counter: &str, owner: &str| {
+    // Renew: hits + 1, conditional on hits and owner.
+    let renew = |hits: &str, owner: &str| {
         d.update_item()
             .table_name("app-leases")
             .key("leaseKey", s("shardId-000000000000"))
             .update_expression("SET leaseCounter = leaseCounter + :one")
-            .condition_expression("leaseCounter = :counter AND leaseOwner = :owner")
+            .condition_expression("leaseCounter = :hits AND leaseOwner = :owner")
             .expression_attribute_values(":one", n("1"))
-            .expression_attribute_values(":counter", n(counter))
+            .expression_attribute_values(":hits", n(hits))
             .expression_attribute_values(":owner", s(owner))
     };
     renew("1", "worker-a").send().await.expect("renew");
@@ -1017,17 +1020,17 @@ async fn lease_table_writes_of_the_consumer() {
             .into_service_error()
             .is_conditional_check_failed_exception()
     );
-    // Checkpoint: sequence + sub-sequence, owner switches reset, counter + 1.
+    // Checkpoint: sequence + sub-sequence, owner switches reset, hits + 1.
     d.update_item()
         .table_name("app-leases")
         .key("leaseKey", s("shardId-000000000000"))
         .update_expression("SET checkpoint = :seq, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero, leaseCounter = leaseCounter + :one REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber")
-        .condition_expression("leaseCounter = :counter AND leaseOwner = :owner")
+        .condition_expression("leaseCounter = :hits AND leaseOwner = :owner")
         .expression_attribute_values(":seq", s("49590338271490256608559692538361571095921575989136588898"))
         .expression_attribute_values(":sub", n("3"))
         .expression_attribute_values(":zero", n("0"))
         .expression_attribute_values(":one", n("1"))
-        .expression_attribute_values(":counter", n("2"))
+        .expression_attribute_values(":hits", n("2"))
         .expression_attribute_values(":owner", s("worker-a"))
         .send()
         .await
@@ -1040,14 +1043,14 @@ async fn lease_table_writes_of_the_consumer() {
     assert_eq!(l["checkpointSubSequenceNumber"], n("3"));
     assert_eq!(l["ownerSwitchesSinceCheckpoint"], n("0"));
     assert_eq!(l["leaseCounter"], n("3"));
-    // Release: owner removed, counter bumped.
+    // Release: owner removed, hits bumped.
     d.update_item()
         .table_name("app-leases")
         .key("leaseKey", s("shardId-000000000000"))
         .update_expression("REMOVE leaseOwner SET leaseCounter = leaseCounter + :one")
-        .condition_expression("leaseCounter = :counter AND leaseOwner = :owner")
+        .condition_expression("leaseCounter = :hits AND leaseOwner = :owner")
         .expression_attribute_values(":one", n("1"))
-        .expression_attribute_values(":counter", n("3"))
+        .expression_attribute_values(":hits", n("3"))
         .expression_attribute_values(":owner", s("worker-a"))
         .send()
         .await

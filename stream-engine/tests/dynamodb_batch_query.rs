@@ -173,7 +173,9 @@ async fn batch_writes_and_gets_with_limits_duplicates_and_unprocessed_items() {
         .await
         .expect_err("101 keys");
     assert_eq!(code(&err), "ValidationException");
-    engine.faults().throttle_shard_next("BatchGetItem", "tb1", 1);
+    engine
+        .faults()
+        .throttle_shard_next("BatchGetItem", "tb1", 1);
     let got = d
         .batch_get_item()
         .request_items("tb1", keys(&["k1"]).build().expect("keys"))

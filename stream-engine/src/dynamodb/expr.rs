@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
 /// One step of a document path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PathElem {
     /// A map key / attribute name.
     Attr(String),
@@ -393,6 +393,12 @@ impl<'c> Parser<'c> {
 
     fn name_part(&mut self) -> Result<String, ApiError> {
         match self.next() {
+            Tok::Ident(w) if super::reserved::is_reserved(&w) => {
+                Err(ApiError::validation(format!(
+                    "Invalid {}Expression: Attribute name is a reserved keyword; reserved keyword: {w}",
+                    self.kind
+                )))
+            }
             Tok::Ident(w) => Ok(w),
             Tok::Name(n) => {
                 let v = self.ctx.names.get(&n).cloned().ok_or_else(|| {
@@ -667,6 +673,7 @@ pub fn parse_update(text: &str, ctx: &mut Context) -> Result<Update, ApiError> {
     let u = p.update()?;
     p.finish()?;
     check_overlaps(
+        "Update",
         u.set
             .iter()
             .map(|(p, _)| p)
@@ -686,6 +693,7 @@ pub fn parse_projection(text: &str, ctx: &mut Context) -> Result<Vec<Path>, ApiE
         paths.push(p.path()?);
     }
     p.finish()?;
+    check_overlaps("Projection", paths.iter())?;
     Ok(paths)
 }
 
@@ -700,14 +708,14 @@ fn path_text(p: &Path) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn check_overlaps<'a>(paths: impl Iterator<Item = &'a Path>) -> Result<(), ApiError> {
+fn check_overlaps<'a>(kind: &str, paths: impl Iterator<Item = &'a Path>) -> Result<(), ApiError> {
     let paths: Vec<&Path> = paths.collect();
     for (i, a) in paths.iter().enumerate() {
         for b in &paths[i + 1..] {
             let n = a.len().min(b.len());
             if a[..n] == b[..n] {
                 return Err(ApiError::validation(format!(
-                    "Invalid UpdateExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: {}, path two: {}",
+                    "Invalid {kind}Expression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: {}, path two: {}",
                     path_text(a),
                     path_text(b)
                 )));
@@ -1088,7 +1096,11 @@ pub fn apply_update(
     for (path, v) in sets {
         set_path(item, path, v)?;
     }
-    for path in &update.remove {
+    // List indexes refer to the list as it was before the update: remove the highest index
+    // of a list first, so `REMOVE l[0], l[1]` removes the first two elements.
+    let mut removes: Vec<&Path> = update.remove.iter().collect();
+    removes.sort_by(|a, b| b.cmp(a));
+    for path in removes {
         remove_path(item, path)?;
     }
     for (path, v) in &update.add {
@@ -1217,7 +1229,7 @@ mod tests {
         );
         let cond = parse_condition(
             "Condition",
-            "attribute_not_exists(k) OR #o = :a AND NOT counter > :n",
+            "attribute_not_exists(k) OR #o = :a AND NOT leaseCounter > :n",
             &mut c,
         )
         .expect("parses");
@@ -1225,10 +1237,66 @@ mod tests {
         let mut item = Item::new();
         item.insert("k".into(), AttrValue::S("x".into()));
         item.insert("owner".into(), AttrValue::S("w1".into()));
-        item.insert("counter".into(), n("3"));
+        item.insert("leaseCounter".into(), n("3"));
         assert!(evaluate(&cond, &item).expect("eval"));
-        item.insert("counter".into(), n("4"));
+        item.insert("leaseCounter".into(), n("4"));
         assert!(!evaluate(&cond, &item).expect("eval"));
+    }
+
+    #[test]
+    fn reserved_words_must_go_through_names() {
+        let mut c = ctx(&[("#s", "status")], &[(":v", n("1"))]);
+        let err = parse_condition("Condition", "status = :v", &mut c).expect_err("reserved");
+        assert!(
+            err.message.contains("reserved keyword: status"),
+            "{}",
+            err.message
+        );
+        let mut c = ctx(&[("#s", "status")], &[(":v", n("1"))]);
+        parse_condition("Condition", "#s = :v", &mut c).expect("through a name");
+    }
+
+    #[test]
+    fn remove_uses_the_indexes_from_before_the_update_and_projections_must_not_overlap() {
+        let mut c = ctx(&[], &[]);
+        let u = parse_update("REMOVE l[0], l[2]", &mut c).expect("parses");
+        let mut item = Item::new();
+        item.insert(
+            "l".into(),
+            AttrValue::L(vec![n("0"), n("1"), n("2"), n("3")]),
+        );
+        apply_update(&mut item, &u, &[]).expect("applies");
+        let AttrValue::L(rest) = &item["l"] else {
+            panic!("list")
+        };
+        assert_eq!(rest, &vec![n("1"), n("3")]);
+        let mut c = ctx(&[], &[]);
+        let err = parse_projection("a, a.b", &mut c).expect_err("overlap");
+        assert!(
+            err.message
+                .contains("Invalid ProjectionExpression: Two document paths overlap")
+        );
+        let mut c = ctx(&[], &[]);
+        assert!(
+            parse_projection("a, a", &mut c).is_err(),
+            "a duplicate overlaps"
+        );
+    }
+
+    #[test]
+    fn arithmetic_results_stay_in_the_number_range() {
+        let mut c = ctx(
+            &[],
+            &[(":big", n("9.9999999999999999999999999999999999999e125"))],
+        );
+        let u = parse_update("SET x = x + :big", &mut c).expect("parses");
+        let mut item = Item::new();
+        item.insert("x".into(), n("9.9999999999999999999999999999999999999e125"));
+        assert!(apply_update(&mut item, &u, &[]).is_err(), "past 1e126");
+        assert!(Decimal::parse("1e126").is_none());
+        assert!(Decimal::parse("12345e122").is_none(), "1.2345e126");
+        assert!(Decimal::parse("1e-130").is_some());
+        assert!(Decimal::parse("1e-131").is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod expr;
 pub mod legacy;
 mod query;
 mod request;
+mod reserved;
 mod table;
 mod transact;
 pub mod value;

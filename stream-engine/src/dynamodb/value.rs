@@ -96,10 +96,16 @@ impl Decimal {
         let exponent = exp
             .checked_sub(frac.len() as i32)?
             .checked_add(trailing as i32)?;
-        if !(-130 - 38..=125).contains(&exponent) {
-            return None;
+        Decimal::normalized(mantissa, exponent).in_range()
+    }
+
+    /// Itself if its magnitude is in DynamoDB's range (1e-130 ..< 1e126), else `None`.
+    fn in_range(self) -> Option<Decimal> {
+        if self.mantissa == 0 {
+            return Some(self);
         }
-        Some(Decimal::normalized(mantissa, exponent))
+        let leading = self.exponent as i64 + digits_of(self.mantissa) as i64 - 1;
+        (-130..=125).contains(&leading).then_some(self)
     }
 
     /// Sum, or `None` past 38 significant digits.
@@ -119,7 +125,10 @@ impl Decimal {
         let scaled = hi.mantissa.checked_mul(pow10(shift)?)?;
         let sum = scaled.checked_add(lo.mantissa)?;
         let d = Decimal::normalized(sum, lo.exponent);
-        (d.mantissa == 0 || digits_of(d.mantissa) <= MAX_DIGITS).then_some(d)
+        // The result must fit the number type as a stored number would: 38 digits, in range.
+        (d.mantissa == 0 || digits_of(d.mantissa) <= MAX_DIGITS)
+            .then_some(d)?
+            .in_range()
     }
 
     /// Negation.
