@@ -79,7 +79,12 @@ fn response(status: u16, content_type: &str, body: Vec<u8>) -> Resp {
 }
 
 fn error_response(err: &ApiError, content_type: &str) -> Resp {
-    let mut resp = response(err.status, content_type, err.body());
+    let body = if content_type == crate::cbor::CONTENT_TYPE {
+        crate::cbor::reply_to_cbor(&err.body()).unwrap_or_default()
+    } else {
+        err.body()
+    };
+    let mut resp = response(err.status, content_type, body);
     if let Ok(v) = err.code.parse() {
         resp.headers_mut().insert("x-amzn-errortype", v);
     }
@@ -97,7 +102,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         .unwrap_or("")
         .to_owned();
     let (service, operation) = target.split_once('.').unwrap_or(("", ""));
+    let cbor = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::cbor::is_cbor);
     let (service_name, content_type) = match service {
+        crate::kinesis::api::TARGET_PREFIX if cbor => ("Kinesis", crate::cbor::CONTENT_TYPE),
         crate::kinesis::api::TARGET_PREFIX => ("Kinesis", "application/x-amz-json-1.1"),
         crate::dynamodb::api::TARGET_PREFIX => ("DynamoDB", "application/x-amz-json-1.0"),
         _ => ("", "application/x-amz-json-1.1"),
@@ -143,9 +154,21 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     if let Some(err) = faults.error.and_then(|kind| kind.to_error(operation)) {
         return Ok(error_response(&err, content_type));
     }
+    let body: Bytes = if content_type == crate::cbor::CONTENT_TYPE {
+        match crate::cbor::request_to_json(&body) {
+            Ok(json) => Bytes::from(json),
+            Err(err) => return Ok(error_response(&err, content_type)),
+        }
+    } else {
+        body
+    };
     let result = match service_name {
         "Kinesis" => crate::kinesis::api::handle(&state.kinesis, &state.faults, operation, &body),
         _ => crate::dynamodb::api::handle(&state.dynamodb, &state.faults, operation, &body),
+    };
+    let result = match result {
+        Ok(body) if content_type == crate::cbor::CONTENT_TYPE => crate::cbor::reply_to_cbor(&body),
+        other => other,
     };
     Ok(match result {
         Ok(body) => response(200, content_type, body),

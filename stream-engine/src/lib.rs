@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cbor;
 pub mod clock;
 pub mod config;
 pub mod dynamodb;
