@@ -464,3 +464,205 @@ async fn transactions_are_all_or_nothing_with_cancellation_reasons() {
     let scan2 = d.scan().table_name("tx2").send().await.expect("scan");
     assert_eq!((scan1.count(), scan2.count()), (0, 2));
 }
+
+#[tokio::test]
+async fn global_secondary_indexes_are_created_kept_in_step_and_queried() {
+    use aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
+        IndexStatus, Projection, ProjectionType,
+    };
+    use std::time::Duration;
+    let engine = common::engine_with(|c| c.table_delay = Duration::from_secs(5)).await;
+    let d = engine.dynamodb_client();
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let def = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("def")
+    };
+    // Declared at CreateTable.
+    d.create_table()
+        .table_name("orders")
+        .attribute_definitions(def("pk"))
+        .attribute_definitions(def("customer"))
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("byCustomer")
+                .key_schema(key("customer", KeyType::Hash))
+                .key_schema(key("pk", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("gsi"),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create");
+    engine.advance_clock(Duration::from_secs(5));
+    for (pk, customer) in [("o1", "c1"), ("o2", "c2"), ("o3", "c1")] {
+        d.put_item()
+            .table_name("orders")
+            .item("pk", s(pk))
+            .item("customer", s(customer))
+            .send()
+            .await
+            .expect("put");
+    }
+    d.put_item()
+        .table_name("orders")
+        .item("pk", s("o4"))
+        .send()
+        .await
+        .expect("an item without the index key");
+    let by = |c: &'static str| {
+        let d = d.clone();
+        async move {
+            d.query()
+                .table_name("orders")
+                .index_name("byCustomer")
+                .key_condition_expression("customer = :c")
+                .expression_attribute_values(":c", s(c))
+                .send()
+                .await
+                .expect("query index")
+        }
+    };
+    let c1 = by("c1").await;
+    assert_eq!(c1.count(), 2);
+    // In step with writes: a delete and an update show at once.
+    d.delete_item()
+        .table_name("orders")
+        .key("pk", s("o1"))
+        .send()
+        .await
+        .expect("delete");
+    d.update_item()
+        .table_name("orders")
+        .key("pk", s("o2"))
+        .update_expression("SET customer = :c")
+        .expression_attribute_values(":c", s("c1"))
+        .send()
+        .await
+        .expect("update");
+    let pks: Vec<AV> = by("c1")
+        .await
+        .items()
+        .iter()
+        .map(|i| i["pk"].clone())
+        .collect();
+    assert_eq!(pks, vec![s("o2"), s("o3")], "range-key order");
+    // The Java KCL 3.x adds LeaseOwnerToLeaseKeyIndex to its lease table with UpdateTable.
+    table(&d, "leases3", None).await;
+    engine.advance_clock(Duration::from_secs(5));
+    for (lease, owner) in [
+        ("shard-1", Some("w1")),
+        ("shard-2", Some("w2")),
+        ("shard-3", Some("w1")),
+        ("shard-4", None),
+    ] {
+        let mut p = d.put_item().table_name("leases3").item("pk", s(lease));
+        if let Some(o) = owner {
+            p = p
+                .item("leaseOwner", s(o))
+                .item("checkpoint", s("TRIM_HORIZON"));
+        }
+        p.send().await.expect("lease");
+    }
+    d.update_table()
+        .table_name("leases3")
+        .attribute_definitions(def("leaseOwner"))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder()
+                .create(
+                    CreateGlobalSecondaryIndexAction::builder()
+                        .index_name("LeaseOwnerToLeaseKeyIndex")
+                        .key_schema(key("leaseOwner", KeyType::Hash))
+                        .key_schema(key("pk", KeyType::Range))
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::KeysOnly)
+                                .build(),
+                        )
+                        .build()
+                        .expect("create index"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("update table");
+    let status = |d: Client| async move {
+        d.describe_table()
+            .table_name("leases3")
+            .send()
+            .await
+            .expect("describe")
+            .table()
+            .and_then(|t| t.global_secondary_indexes().first().cloned())
+            .and_then(|i| i.index_status().cloned())
+    };
+    assert_eq!(status(d.clone()).await, Some(IndexStatus::Creating));
+    let early = d
+        .query()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w1"))
+        .send()
+        .await
+        .expect_err("still backfilling");
+    assert_eq!(code(&early), "ValidationException");
+    engine.advance_clock(Duration::from_secs(5));
+    assert_eq!(status(d.clone()).await, Some(IndexStatus::Active));
+    let w1 = d
+        .query()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w1"))
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(w1.count(), 2);
+    assert!(
+        w1.items()
+            .iter()
+            .all(|i| i.len() == 2 && !i.contains_key("checkpoint")),
+        "keys only: {:?}",
+        w1.items()
+    );
+    let err = d
+        .query()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w1"))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect_err("no consistent reads on a GSI");
+    assert_eq!(code(&err), "ValidationException");
+    let missing = d
+        .query()
+        .table_name("leases3")
+        .index_name("nope")
+        .key_condition_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w1"))
+        .send()
+        .await
+        .expect_err("no such index");
+    assert_eq!(code(&missing), "ValidationException");
+}

@@ -8,7 +8,7 @@ use crate::config::EngineConfig;
 use crate::error::ApiError;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
 
 pub use super::request::MAX_ITEM_SIZE;
 use super::request::*;
-use super::table::{Key, KeyAttr, Table};
+use super::table::{Key, Table};
 /// Most data one `Scan` page reads (1 MB).
 pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
 
@@ -61,6 +61,7 @@ pub fn handle(
         "Query" => core.query(v)?,
         "TransactWriteItems" => core.transact_write_items(v)?,
         "TransactGetItems" => core.transact_get_items(v)?,
+        "UpdateTable" => core.update_table(v)?,
         other => {
             return Err(ApiError::new(
                 "UnknownOperationException",
@@ -95,7 +96,17 @@ impl DynamoCore {
             .ok_or_else(|| Self::not_found(name))
     }
 
-    fn status(&self, t: &Table) -> &'static str {
+    /// The engine clock's now.
+    pub(super) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// How long a new table or index stays `CREATING`.
+    pub(super) fn table_delay_ms(&self) -> u64 {
+        self.config.table_delay.as_millis() as u64
+    }
+
+    pub(super) fn status(&self, t: &Table) -> &'static str {
         if self.clock.now_ms() < t.ready_at_ms {
             "CREATING"
         } else {
@@ -127,43 +138,30 @@ impl DynamoCore {
         let defs = v.get("AttributeDefinitions").and_then(Value::as_array).ok_or_else(|| {
             ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions' failed to satisfy constraint: Member must not be null")
         })?;
-        let mut types: HashMap<String, String> = HashMap::new();
-        for d in defs {
-            let d = obj(d)?;
-            let n = req_str(d, "AttributeName")?;
-            let t = req_str(d, "AttributeType")?;
-            if !["S", "N", "B"].contains(&t) {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{t}' at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
-                )));
+        let types = super::index::attribute_types(defs)?;
+        let (hash, range) = super::index::key_schema(schema, &types)?;
+        let now = self.clock.now_ms();
+        let ready_at_ms = now + self.config.table_delay.as_millis() as u64;
+        let indexes = match v.get("GlobalSecondaryIndexes") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|i| super::index::parse_index(i, &types, ready_at_ms))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(ApiError::serialization(
+                    "GlobalSecondaryIndexes must be a list",
+                ));
             }
-            types.insert(n.to_owned(), t.to_owned());
+        };
+        // Every defined attribute must be a key of the table or of an index.
+        let mut used: Vec<&str> = vec![hash.name.as_str()];
+        used.extend(range.as_ref().map(|r| r.name.as_str()));
+        for i in &indexes {
+            used.push(i.hash.name.as_str());
+            used.extend(i.range.as_ref().map(|r| r.name.as_str()));
         }
-        let mut hash = None;
-        let mut range = None;
-        for (i, k) in schema.iter().enumerate() {
-            let k = obj(k)?;
-            let n = req_str(k, "AttributeName")?;
-            let kind = types.get(n).cloned().ok_or_else(|| {
-                ApiError::validation("One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [".to_owned() + n + "]")
-            })?;
-            let attr = KeyAttr {
-                name: n.to_owned(),
-                kind,
-            };
-            match (req_str(k, "KeyType")?, i) {
-                ("HASH", 0) => hash = Some(attr),
-                ("RANGE", 1) => range = Some(attr),
-                _ => {
-                    return Err(ApiError::validation(
-                        "Invalid KeySchema: The first KeySchemaElement is not a HASH key type, or a second one is not RANGE",
-                    ));
-                }
-            }
-        }
-        let hash =
-            hash.ok_or_else(|| ApiError::validation("Invalid KeySchema: a HASH key is required"))?;
-        if schema.len() != types.len() {
+        if types.keys().any(|k| !used.contains(&k.as_str())) {
             return Err(ApiError::validation(
                 "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions",
             ));
@@ -195,7 +193,6 @@ impl DynamoCore {
                 )));
             }
         };
-        let now = self.clock.now_ms();
         let mut tables = self.tables.write();
         if tables.contains_key(name) {
             return Err(ApiError::in_use(format!("Table already exists: {name}")));
@@ -208,21 +205,23 @@ impl DynamoCore {
             ),
             id: format!("{:032x}", rand::random::<u128>()),
             created_ms: now,
-            ready_at_ms: now + self.config.table_delay.as_millis() as u64,
+            ready_at_ms,
             hash,
             range,
             billing,
             provisioned,
             items: Mutex::new(BTreeMap::new()),
+            attr_types: Mutex::new(types),
+            indexes: Mutex::new(indexes),
         });
-        let desc = table.description(self.status(&table));
+        let desc = table.description(self.status(&table), now);
         tables.insert(name.to_owned(), table);
         Ok(json!({ "TableDescription": desc }))
     }
 
     fn describe_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
         let t = self.table(table_name(v)?)?;
-        Ok(json!({ "Table": t.description(self.status(&t)) }))
+        Ok(json!({ "Table": t.description(self.status(&t), self.clock.now_ms()) }))
     }
 
     fn delete_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -232,7 +231,7 @@ impl DynamoCore {
             .write()
             .remove(name)
             .ok_or_else(|| Self::not_found(name))?;
-        Ok(json!({ "TableDescription": t.description("DELETING") }))
+        Ok(json!({ "TableDescription": t.description("DELETING", self.clock.now_ms()) }))
     }
 
     fn list_tables(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {

@@ -3,6 +3,7 @@
 pub mod api;
 mod batch;
 pub mod expr;
+mod index;
 pub mod legacy;
 mod query;
 mod request;

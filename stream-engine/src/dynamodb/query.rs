@@ -3,9 +3,10 @@
 
 use super::api::{DynamoCore, SCAN_PAGE_BYTES};
 use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
+use super::index::Index;
 use super::legacy;
 use super::request::*;
-use super::table::{Key, KeyPart, Table};
+use super::table::{Key, KeyAttr, KeyPart, Table};
 use super::value::{AttrValue, Item, item_from_json, item_size, item_to_json};
 use crate::error::ApiError;
 use serde_json::{Map, Value, json};
@@ -35,9 +36,14 @@ fn value_of(op: &Operand) -> Option<&AttrValue> {
 /// The hash key value a key condition pins, after checking the condition's shape: `hash =
 /// :v`, optionally `AND` one condition on the range key (`=`, `<`, `<=`, `>`, `>=`,
 /// `BETWEEN`, `begins_with`).
-fn hash_value(t: &Table, cond: &Cond) -> Result<KeyPart, ApiError> {
-    let hash_name = t.hash.name.as_str();
-    let range_name = t.range.as_ref().map(|r| r.name.as_str());
+fn hash_value(
+    t: &Table,
+    hash_attr: &KeyAttr,
+    range_attr: Option<&KeyAttr>,
+    cond: &Cond,
+) -> Result<KeyPart, ApiError> {
+    let hash_name = hash_attr.name.as_str();
+    let range_name = range_attr.map(|r| r.name.as_str());
     let is_hash_eq = |c: &Cond| -> Option<AttrValue> {
         if let Cond::Cmp(a, CmpOp::Eq, b) = c {
             if attr_of(a) == Some(hash_name) {
@@ -80,7 +86,7 @@ fn hash_value(t: &Table, cond: &Cond) -> Result<KeyPart, ApiError> {
         },
         c => is_hash_eq(c).ok_or_else(|| invalid_key_condition(hash_name))?,
     };
-    t.key_part(&t.hash, Some(&hash), false)
+    t.key_part(hash_attr, Some(&hash), false)
 }
 
 fn limit_of(v: &Map<String, Value>) -> Result<usize, ApiError> {
@@ -116,11 +122,28 @@ impl DynamoCore {
             ],
         )?;
         let t = self.active_named(table_name(v)?)?;
-        if let Some(index) = opt_str(v, "IndexName")? {
-            return Err(ApiError::validation(format!(
-                "The table does not have the specified index: {index}"
-            )));
-        }
+        let index = match opt_str(v, "IndexName")? {
+            None => None,
+            Some(name) => {
+                let found = t.indexes.lock().iter().find(|i| i.name == name).cloned();
+                let index = found.ok_or_else(|| {
+                    ApiError::validation(format!(
+                        "The table does not have the specified index: {name}"
+                    ))
+                })?;
+                if self.now_ms() < index.ready_at_ms {
+                    return Err(ApiError::validation(format!(
+                        "Cannot read from backfilling global secondary index: {name}"
+                    )));
+                }
+                if v.get("ConsistentRead").and_then(Value::as_bool) == Some(true) {
+                    return Err(ApiError::validation(
+                        "Consistent reads are not supported on global secondary indexes",
+                    ));
+                }
+                Some(index)
+            }
+        };
         let limit = limit_of(v)?;
         let forward = match v.get("ScanIndexForward") {
             None | Some(Value::Null) => true,
@@ -165,7 +188,18 @@ impl DynamoCore {
             )
         };
         ctx.check_all_used()?;
-        let hash = hash_value(&t, &key_cond)?;
+        if let Some(index) = &index {
+            let page = Page {
+                limit,
+                forward,
+                key_cond: &key_cond,
+                filter: filter.as_ref(),
+                projection: projection.as_deref(),
+                count_only,
+            };
+            return query_index(&t, index, v, page);
+        }
+        let hash = hash_value(&t, &t.hash, t.range.as_ref(), &key_cond)?;
         let start: Option<Key> = match v.get("ExclusiveStartKey") {
             None | Some(Value::Null) => None,
             Some(k) => {
@@ -239,4 +273,98 @@ impl DynamoCore {
         }
         Ok(resp)
     }
+}
+
+/// How one page of a query is cut and shaped.
+struct Page<'a> {
+    limit: usize,
+    forward: bool,
+    key_cond: &'a Cond,
+    filter: Option<&'a Cond>,
+    projection: Option<&'a [Path]>,
+    count_only: bool,
+}
+
+/// A query on a global secondary index: the items whose index hash key matches, ordered by
+/// the index range key (then the table key), projected as the index projects them.
+fn query_index(
+    t: &Table,
+    index: &Index,
+    v: &Map<String, Value>,
+    page: Page<'_>,
+) -> Result<Value, ApiError> {
+    let hash = hash_value(t, &index.hash, index.range.as_ref(), page.key_cond)?;
+    let items = t.items.lock();
+    type Order = (Option<KeyPart>, Key);
+    let mut found: Vec<(Order, &Item)> = items
+        .iter()
+        .filter_map(|(key, item)| {
+            let (h, r) = index.key_of(t, item)?;
+            (h == hash).then(|| ((r, key.clone()), item))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    if !page.forward {
+        found.reverse();
+    }
+    let start: Option<Order> = match v.get("ExclusiveStartKey") {
+        None | Some(Value::Null) => None,
+        Some(k) => {
+            let item = item_from_json(k)?;
+            let key = t.key_from_key(&t.key_item(&item))?;
+            let range = match &index.range {
+                Some(r) => Some(t.key_part(r, item.get(&r.name), false)?),
+                None => None,
+            };
+            Some((range, key))
+        }
+    };
+    let skip = match &start {
+        None => 0,
+        Some(s) => found
+            .iter()
+            .position(|(o, _)| o == s)
+            .map_or(found.len(), |p| p + 1),
+    };
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut bytes = 0usize;
+    let mut last: Option<&Item> = None;
+    let mut more = false;
+    for (_, item) in found.into_iter().skip(skip) {
+        if !expr::evaluate(page.key_cond, item)? {
+            continue;
+        }
+        if scanned >= page.limit || bytes >= SCAN_PAGE_BYTES {
+            more = true;
+            break;
+        }
+        scanned += 1;
+        bytes += item_size(item);
+        last = Some(item);
+        let held = index.project(t, item);
+        if let Some(f) = page.filter
+            && !expr::evaluate(f, &held)?
+        {
+            continue;
+        }
+        out.push(match page.projection {
+            Some(paths) => expr::project(&held, paths),
+            None => held,
+        });
+    }
+    let mut resp = json!({ "Count": out.len(), "ScannedCount": scanned });
+    if !page.count_only {
+        resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
+    }
+    if more && let Some(last) = last {
+        let mut key = t.key_item(last);
+        for attr in std::iter::once(&index.hash).chain(index.range.as_ref()) {
+            if let Some(v) = last.get(&attr.name) {
+                key.insert(attr.name.clone(), v.clone());
+            }
+        }
+        resp["LastEvaluatedKey"] = item_to_json(&key);
+    }
+    Ok(resp)
 }

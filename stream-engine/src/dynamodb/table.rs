@@ -1,12 +1,13 @@
 //! A table: its key schema, its items, and the keys of items and requests.
 
+use super::index::Index;
 use super::request::epoch_secs;
 use super::value::{AttrValue, Decimal, Item, item_size};
 use crate::error::ApiError;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A key attribute value (the types a key may have), ordered.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,6 +37,10 @@ pub(super) struct Table {
     pub(super) billing: String,
     pub(super) provisioned: (i64, i64),
     pub(super) items: Mutex<BTreeMap<Key, Item>>,
+    /// Attribute definitions (table and index keys): name → type.
+    pub(super) attr_types: Mutex<HashMap<String, String>>,
+    /// Global secondary indexes.
+    pub(super) indexes: Mutex<Vec<Index>>,
 }
 
 impl Table {
@@ -118,17 +123,37 @@ impl Table {
             .collect()
     }
 
-    pub(super) fn description(&self, status: &str) -> Value {
+    pub(super) fn description(&self, status: &str, now_ms: u64) -> Value {
         let items = self.items.lock();
         let size: usize = items.values().map(item_size).sum();
         let mut key_schema = vec![json!({ "AttributeName": self.hash.name, "KeyType": "HASH" })];
-        let mut defs =
-            vec![json!({ "AttributeName": self.hash.name, "AttributeType": self.hash.kind })];
         if let Some(r) = &self.range {
             key_schema.push(json!({ "AttributeName": r.name, "KeyType": "RANGE" }));
-            defs.push(json!({ "AttributeName": r.name, "AttributeType": r.kind }));
         }
-        json!({
+        let mut types: Vec<(String, String)> = self
+            .attr_types
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        types.sort();
+        let defs: Vec<Value> = types
+            .iter()
+            .map(|(n, t)| json!({ "AttributeName": n, "AttributeType": t }))
+            .collect();
+        let indexes: Vec<Value> = self
+            .indexes
+            .lock()
+            .iter()
+            .map(|i| {
+                let count = items
+                    .values()
+                    .filter(|it| i.key_of(self, it).is_some())
+                    .count();
+                i.description(self, now_ms, count)
+            })
+            .collect();
+        let mut desc = json!({
             "TableName": self.name,
             "TableArn": self.arn,
             "TableId": self.id,
@@ -145,6 +170,10 @@ impl Table {
                 "NumberOfDecreasesToday": 0,
             },
             "DeletionProtectionEnabled": false,
-        })
+        });
+        if !indexes.is_empty() {
+            desc["GlobalSecondaryIndexes"] = Value::from(indexes);
+        }
+        desc
     }
 }
