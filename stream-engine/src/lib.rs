@@ -6,6 +6,9 @@
 //! routing, closed parents with `EndingSequenceNumber` after splits and merges, `ChildShards`
 //! at the end of a closed shard, per-shard throughput limits, iterator expiry and retention.
 //!
+//! The ready-made SDK clients (`Engine::kinesis_client` and friends) come with the default
+//! `sdk` feature; without it, the engine builds without the AWS SDK crates.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use stream_engine::{Engine, EngineConfig};
@@ -34,16 +37,16 @@ pub mod error;
 pub mod faults;
 mod http;
 pub mod kinesis;
+#[cfg(feature = "sdk")]
+mod sdk;
 
 pub use clock::Clock;
 pub use config::{EngineConfig, Limits};
 pub use error::ApiError;
 pub use faults::{FaultKind, FaultRule, Faults, OutageMode};
+#[cfg(feature = "sdk")]
+pub use sdk::sdk_config;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,46 +156,6 @@ impl Engine {
         self.state.kinesis.enforce_retention();
     }
 
-    /// An SDK configuration for this engine: its endpoint, region, static test credentials,
-    /// and the SDK's standard retry policy (3 attempts).
-    pub fn sdk_config(&self) -> SdkConfig {
-        sdk_config(
-            &self.endpoint_url(),
-            &self.state.config.region,
-            RetryConfig::standard(),
-        )
-    }
-
-    /// Like [`Engine::sdk_config`] but with the SDK's own retries disabled, for code that owns
-    /// its retry policy.
-    pub fn sdk_config_without_retries(&self) -> SdkConfig {
-        sdk_config(
-            &self.endpoint_url(),
-            &self.state.config.region,
-            RetryConfig::disabled(),
-        )
-    }
-
-    /// A Kinesis client for this engine (standard retries).
-    pub fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
-        aws_sdk_kinesis::Client::new(&self.sdk_config())
-    }
-
-    /// A Kinesis client for this engine with retries disabled.
-    pub fn kinesis_client_without_retries(&self) -> aws_sdk_kinesis::Client {
-        aws_sdk_kinesis::Client::new(&self.sdk_config_without_retries())
-    }
-
-    /// A DynamoDB client for this engine (standard retries).
-    pub fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk_config())
-    }
-
-    /// A DynamoDB client for this engine with retries disabled.
-    pub fn dynamodb_client_without_retries(&self) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::new(&self.sdk_config_without_retries())
-    }
-
     /// Stops accepting connections, lets open requests finish (ending any outage first) and
     /// waits for the server to stop.
     pub async fn shutdown(mut self) {
@@ -209,21 +172,4 @@ impl Drop for Engine {
         self.state.faults.resume();
         let _ = self.shutdown.send(true);
     }
-}
-
-/// An SDK configuration pointing at `endpoint` with static test credentials.
-pub fn sdk_config(endpoint: &str, region: &str, retry: RetryConfig) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDSTREAMENGINE",
-            "stream-engine-secret",
-            None,
-            None,
-            "stream-engine",
-        )))
-        .retry_config(retry)
-        .build()
 }
