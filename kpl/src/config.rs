@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Partition key of an aggregate (its explicit hash key does the routing).
+pub(crate) const AGGREGATE_PARTITION_KEY: &str = "a";
+
 /// How strictly the producer keeps the order of records with the same partition key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Ordering {
@@ -234,7 +237,7 @@ impl ProducerConfig {
             "must be at least 1",
         )?;
         check(
-            (64..=MAX_RECORD_SIZE - crate::queue::AGGREGATE_PARTITION_KEY.len())
+            (64..=MAX_RECORD_SIZE - AGGREGATE_PARTITION_KEY.len())
                 .contains(&self.aggregation_max_size),
             "aggregation_max_size",
             self.aggregation_max_size,

@@ -5,12 +5,12 @@ use crate::config::ProducerConfig;
 use crate::core::{Core, ShutdownReport, later};
 use crate::driver::{Cmd, Driver, list_shards};
 use crate::error::{BuildError, PutError, SendError};
+use crate::handle::RecordHandle;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::outstanding::FlushReport;
 use crate::queue::{Pending, Permits};
-use crate::record::{RecordHandle, RecordOutcome, UserRecord};
+use crate::record::{RecordOutcome, UserRecord};
 use crate::shard_map::ShardMap;
-use crate::sink::ProducerSink;
 use crate::stream::StreamRef;
 use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::Client;
@@ -316,10 +316,5 @@ impl Producer {
                 .available_permits()
                 .min(self.inner.max_records);
         self.inner.metrics.snapshot(outstanding as u64)
-    }
-
-    /// A `futures::Sink` of records feeding this producer; see [`ProducerSink`].
-    pub fn sink(&self) -> ProducerSink {
-        ProducerSink::new(self.clone())
     }
 }

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
-/// Partition key of an aggregate (its explicit hash key does the routing).
-pub(crate) const AGGREGATE_PARTITION_KEY: &str = "a";
+pub(crate) use crate::config::AGGREGATE_PARTITION_KEY;
 
 pub(crate) type Reply = oneshot::Sender<Result<RecordOutcome, PutError>>;
 

@@ -1,13 +1,8 @@
-//! User records, their outcomes, and the handle that resolves to an outcome.
+//! User records and their outcomes.
 
-use crate::error::PutError;
 use bytes::Bytes;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// A record as the application sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,36 +66,4 @@ pub struct RecordOutcome {
     pub aggregated: bool,
     /// Every attempt, the last one successful.
     pub attempts: Vec<Attempt>,
-}
-
-/// Resolves to the outcome of a sent record.
-#[derive(Debug)]
-pub struct RecordHandle {
-    pub(crate) rx: oneshot::Receiver<Result<RecordOutcome, PutError>>,
-}
-
-impl RecordHandle {
-    /// The outcome if it is already there, without waiting. Unlike polling the handle (or
-    /// `now_or_never`), this is not subject to tokio's cooperative budget, so it is exact
-    /// right after [`Producer::flush`](crate::Producer::flush) returns. `None` if the outcome
-    /// is not there yet, or was already taken.
-    pub fn try_outcome(&mut self) -> Option<Result<RecordOutcome, PutError>> {
-        match self.rx.try_recv() {
-            Ok(outcome) => Some(outcome),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(PutError::Dropped)),
-        }
-    }
-}
-
-impl Future for RecordHandle {
-    type Output = Result<RecordOutcome, PutError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match Pin::new(&mut self.rx).poll(cx) {
-            Poll::Ready(Ok(outcome)) => Poll::Ready(outcome),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(PutError::Dropped)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }

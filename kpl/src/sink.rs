@@ -2,8 +2,9 @@
 
 use crate::driver::Cmd;
 use crate::error::{PutError, SendError};
+use crate::handle::RecordHandle;
 use crate::producer::{Producer, record_size};
-use crate::record::{RecordHandle, UserRecord};
+use crate::record::UserRecord;
 use futures::stream::FuturesUnordered;
 use futures::{Sink, StreamExt};
 use std::collections::VecDeque;
@@ -68,8 +69,15 @@ pub enum SinkError {
     Put(#[from] PutError),
 }
 
+impl Producer {
+    /// A `futures::Sink` of records feeding this producer; see [`ProducerSink`].
+    pub fn sink(&self) -> ProducerSink {
+        ProducerSink::new(self.clone())
+    }
+}
+
 impl ProducerSink {
-    pub(crate) fn new(producer: Producer) -> Self {
+    fn new(producer: Producer) -> Self {
         ProducerSink {
             producer,
             reserve: None,

@@ -1,7 +1,8 @@
 //! Kinesis over CBOR (`application/x-amz-cbor-1.1`), the Java SDK v2's default for Kinesis
 //! (and so the Java KPL/KCL's): requests are decoded into the JSON the API serves, replies
 //! encoded back. Blobs are CBOR byte strings (base64 text in JSON) and timestamps are CBOR
-//! tag 1 (epoch seconds), both ways.
+//! tag 1 holding epoch **milliseconds** (as the AWS SDKs' CBOR protocol writes and reads them;
+//! JSON carries epoch seconds), both ways.
 
 use crate::error::ApiError;
 use base64::Engine as _;
@@ -80,7 +81,15 @@ fn to_json(value: Cbor) -> Result<Value, ApiError> {
             }
             Value::Object(m)
         }
-        // Tag 1: epoch time, as the number the JSON API takes.
+        // Tag 1: epoch milliseconds, as the seconds the JSON API takes.
+        Cbor::Tag(1, inner) => {
+            let ms = match *inner {
+                Cbor::Integer(i) => i128::from(i) as f64,
+                Cbor::Float(f) => f,
+                _ => return Err(ApiError::serialization("a timestamp must be a number")),
+            };
+            Number::from_f64(ms / 1000.0).map_or(Value::Null, Value::Number)
+        }
         Cbor::Tag(_, inner) => to_json(*inner)?,
         _ => return Err(ApiError::serialization("unsupported CBOR value")),
     })
@@ -97,7 +106,8 @@ fn to_cbor(key: Option<&str>, value: &Value) -> Cbor {
             }
         }
         Value::Number(n) if key.is_some_and(|k| TIMESTAMP_FIELDS.contains(&k)) => {
-            Cbor::Tag(1, Box::new(Cbor::Float(n.as_f64().unwrap_or(0.0))))
+            let ms = (n.as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
+            Cbor::Tag(1, Box::new(Cbor::Integer(ms.into())))
         }
         Value::Number(n) => match (n.as_i64(), n.as_u64()) {
             (Some(i), _) => Cbor::Integer(i.into()),
@@ -125,7 +135,7 @@ mod tests {
             (Cbor::Text("Data".into()), Cbor::Bytes(vec![0, 1, 2])),
             (
                 Cbor::Text("Timestamp".into()),
-                Cbor::Tag(1, Box::new(Cbor::Float(1.5))),
+                Cbor::Tag(1, Box::new(Cbor::Integer(1500.into()))),
             ),
         ]);
         let mut bytes = Vec::new();
@@ -158,7 +168,7 @@ mod tests {
         assert_eq!(get("Data"), &Cbor::Bytes(vec![0, 1, 2]));
         assert_eq!(
             get("ApproximateArrivalTimestamp"),
-            &Cbor::Tag(1, Box::new(Cbor::Float(1.25)))
+            &Cbor::Tag(1, Box::new(Cbor::Integer(1250.into())))
         );
         assert_eq!(get("SequenceNumber"), &Cbor::Text("1".into()));
         assert!(

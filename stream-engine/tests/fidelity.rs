@@ -67,6 +67,22 @@ async fn a_reshard_happens_at_its_scheduled_time_and_from_timestamp_includes_tha
         "closed before: excluded, so the parent closed at its scheduled time ({after:?})"
     );
     assert_eq!(after.len(), 2);
+    // AT_TIMESTAMP: open at the instant, so a shard closed exactly then is included.
+    let at_ts = k
+        .list_shards()
+        .stream_name("sched")
+        .shard_filter(
+            ShardFilter::builder()
+                .r#type(ShardFilterType::AtTimestamp)
+                .timestamp(DateTime::from_millis(closed_at as i64))
+                .build()
+                .expect("filter"),
+        )
+        .send()
+        .await
+        .expect("list");
+    let ids: Vec<&str> = at_ts.shards().iter().map(|s| s.shard_id()).collect();
+    assert!(ids.contains(&"shardId-000000000000"), "{ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +146,15 @@ async fn update_shard_count_is_refused_on_an_on_demand_stream() {
         .send()
         .await
         .expect_err("on-demand");
+    assert_eq!(code(&err), "ValidationException");
+    let err = k
+        .split_shard()
+        .stream_name("od")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("1000")
+        .send()
+        .await
+        .expect_err("on-demand streams scale themselves");
     assert_eq!(code(&err), "ValidationException");
 }
 

@@ -138,15 +138,15 @@ impl DynamoCore {
         let defs = v.get("AttributeDefinitions").and_then(Value::as_array).ok_or_else(|| {
             ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions' failed to satisfy constraint: Member must not be null")
         })?;
-        let types = super::index::attribute_types(defs)?;
-        let (hash, range) = super::index::key_schema(schema, &types)?;
+        let types = super::schema::attribute_types(defs)?;
+        let (hash, range) = super::schema::key_schema(schema, &types)?;
         let now = self.clock.now_ms();
         let ready_at_ms = now + self.config.table_delay.as_millis() as u64;
         let indexes = match v.get("GlobalSecondaryIndexes") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|i| super::index::parse_index(i, &types, ready_at_ms))
+                .map(|i| super::schema::parse_index(i, &types, ready_at_ms))
                 .collect::<Result<Vec<_>, _>>()?,
             Some(_) => {
                 return Err(ApiError::serialization(

@@ -8,6 +8,7 @@ pub mod legacy;
 mod query;
 mod request;
 mod reserved;
+mod schema;
 mod table;
 mod transact;
 pub mod value;

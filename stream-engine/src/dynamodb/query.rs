@@ -3,10 +3,10 @@
 
 use super::api::{DynamoCore, SCAN_PAGE_BYTES};
 use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
-use super::index::Index;
+
 use super::legacy;
 use super::request::*;
-use super::table::{Key, KeyAttr, KeyPart, Table};
+use super::table::{Index, Key, KeyAttr, KeyPart, Table};
 use super::value::{AttrValue, Item, item_from_json, item_size, item_to_json};
 use crate::error::ApiError;
 use serde_json::{Map, Value, json};
@@ -319,12 +319,13 @@ fn query_index(
             Some((range, key))
         }
     };
+    // Resume after the start key's place in the order, even if that item is gone or moved.
     let skip = match &start {
         None => 0,
         Some(s) => found
             .iter()
-            .position(|(o, _)| o == s)
-            .map_or(found.len(), |p| p + 1),
+            .position(|(o, _)| if page.forward { o > s } else { o < s })
+            .unwrap_or(found.len()),
     };
     let mut out = Vec::new();
     let mut scanned = 0usize;

@@ -1,6 +1,8 @@
-//! A table: its key schema, its items, and the keys of items and requests.
+//! A table: its key schema, its items, the keys of items and requests, and its global
+//! secondary indexes. An index is computed from the table's items at query time, so it is in
+//! step with every write by construction; items without the index's key attributes are not in
+//! it (sparse).
 
-use super::index::Index;
 use super::request::epoch_secs;
 use super::value::{AttrValue, Decimal, Item, item_size};
 use crate::error::ApiError;
@@ -175,5 +177,79 @@ impl Table {
             desc["GlobalSecondaryIndexes"] = Value::from(indexes);
         }
         desc
+    }
+}
+
+/// What a global secondary index holds of each item.
+#[derive(Debug, Clone)]
+pub(super) enum Projection {
+    All,
+    KeysOnly,
+    Include(Vec<String>),
+}
+
+/// One global secondary index.
+#[derive(Debug, Clone)]
+pub(super) struct Index {
+    pub(super) name: String,
+    pub(super) hash: KeyAttr,
+    pub(super) range: Option<KeyAttr>,
+    pub(super) projection: Projection,
+    pub(super) ready_at_ms: u64,
+}
+
+impl Index {
+    pub(super) fn description(&self, table: &Table, now_ms: u64, items: usize) -> Value {
+        let mut key_schema = vec![json!({ "AttributeName": self.hash.name, "KeyType": "HASH" })];
+        if let Some(r) = &self.range {
+            key_schema.push(json!({ "AttributeName": r.name, "KeyType": "RANGE" }));
+        }
+        let projection = match &self.projection {
+            Projection::All => json!({ "ProjectionType": "ALL" }),
+            Projection::KeysOnly => json!({ "ProjectionType": "KEYS_ONLY" }),
+            Projection::Include(a) => json!({ "ProjectionType": "INCLUDE", "NonKeyAttributes": a }),
+        };
+        json!({
+            "IndexName": self.name,
+            "KeySchema": key_schema,
+            "Projection": projection,
+            "IndexStatus": if now_ms < self.ready_at_ms { "CREATING" } else { "ACTIVE" },
+            "ItemCount": items,
+            "IndexSizeBytes": 0,
+            "IndexArn": format!("{}/index/{}", table.arn, self.name),
+        })
+    }
+
+    /// The index's key of an item, or `None` when the item is not in the index.
+    pub(super) fn key_of(&self, table: &Table, item: &Item) -> Option<(KeyPart, Option<KeyPart>)> {
+        let hash = table
+            .key_part(&self.hash, item.get(&self.hash.name), false)
+            .ok()?;
+        let range = match &self.range {
+            Some(r) => Some(table.key_part(r, item.get(&r.name), false).ok()?),
+            None => None,
+        };
+        Some((hash, range))
+    }
+
+    /// What the index holds of an item.
+    pub(super) fn project(&self, table: &Table, item: &Item) -> Item {
+        match &self.projection {
+            Projection::All => item.clone(),
+            Projection::KeysOnly | Projection::Include(_) => {
+                let mut keep: Vec<&str> = table.key_names();
+                keep.push(&self.hash.name);
+                if let Some(r) = &self.range {
+                    keep.push(&r.name);
+                }
+                if let Projection::Include(extra) = &self.projection {
+                    keep.extend(extra.iter().map(String::as_str));
+                }
+                item.iter()
+                    .filter(|(k, _)| keep.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+        }
     }
 }

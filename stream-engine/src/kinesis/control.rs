@@ -96,15 +96,16 @@ impl ControlLimits {
                 limits.update_shard_count_per_day
             )));
         }
+        // Counted at once, under the same lock, so two concurrent calls cannot both pass the
+        // last slot; `unscaled` gives it back when the scaling is refused or changes nothing.
+        times.push_back(now_ms);
         Ok(())
     }
 
-    /// Records a scaling that was accepted (only accepted ones count toward the day's limit).
-    pub fn scaled(&self, stream: &str, now_ms: u64) {
-        self.scalings
-            .lock()
-            .entry(stream.to_owned())
-            .or_default()
-            .push_back(now_ms);
+    /// Gives back the slot of a scaling that did not happen.
+    pub fn unscaled(&self, stream: &str) {
+        if let Some(times) = self.scalings.lock().get_mut(stream) {
+            times.pop_back();
+        }
     }
 }

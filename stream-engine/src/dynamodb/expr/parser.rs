@@ -8,7 +8,14 @@ pub(super) struct Parser<'c> {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     ctx: &'c mut Context,
+    depth: usize,
 }
+
+/// Longest expression DynamoDB accepts (4 KB).
+const MAX_EXPRESSION_BYTES: usize = 4096;
+/// Deepest nesting of parentheses and `NOT`s the parser follows: far more than any real
+/// expression, far less than what would exhaust a thread's stack.
+const MAX_DEPTH: usize = 64;
 
 impl<'c> Parser<'c> {
     pub(super) fn new(
@@ -21,12 +28,19 @@ impl<'c> Parser<'c> {
                 "Invalid {kind}Expression: The expression can not be empty;"
             )));
         }
+        if text.len() > MAX_EXPRESSION_BYTES {
+            return Err(ApiError::validation(format!(
+                "Invalid {kind}Expression: Expression size has exceeded the maximum allowed size; expression size: {}",
+                text.len()
+            )));
+        }
         Ok(Parser {
             kind,
             text: text.to_owned(),
             toks: tokenize(kind, text)?,
             pos: 0,
             ctx,
+            depth: 0,
         })
     }
 
@@ -184,11 +198,21 @@ impl<'c> Parser<'c> {
     }
 
     pub(super) fn not(&mut self) -> Result<Cond, ApiError> {
-        if self.is_kw("NOT") {
-            self.next();
-            return Ok(Cond::Not(Box::new(self.not()?)));
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ApiError::validation(format!(
+                "Invalid {}Expression: The expression is nested too deeply",
+                self.kind
+            )));
         }
-        self.primary()
+        let c = if self.is_kw("NOT") {
+            self.next();
+            self.not().map(|c| Cond::Not(Box::new(c)))
+        } else {
+            self.primary()
+        };
+        self.depth -= 1;
+        c
     }
 
     pub(super) fn primary(&mut self) -> Result<Cond, ApiError> {

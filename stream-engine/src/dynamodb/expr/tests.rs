@@ -90,10 +90,36 @@ fn arithmetic_results_stay_in_the_number_range() {
     let mut item = Item::new();
     item.insert("x".into(), n("9.9999999999999999999999999999999999999e125"));
     assert!(apply_update(&mut item, &u, &[]).is_err(), "past 1e126");
+    let mut c = ctx(&[], &[(":big", n("9e125"))]);
+    let u = parse_update("SET x = x + :big", &mut c).expect("parses");
+    let mut item = Item::new();
+    item.insert("x".into(), n("9e125"));
+    assert!(
+        apply_update(&mut item, &u, &[]).is_err(),
+        "1.8e126 has few digits but is out of range"
+    );
     assert!(Decimal::parse("1e126").is_none());
     assert!(Decimal::parse("12345e122").is_none(), "1.2345e126");
     assert!(Decimal::parse("1e-130").is_some());
     assert!(Decimal::parse("1e-131").is_none());
+}
+
+#[test]
+fn deep_or_long_expressions_are_refused_not_a_stack_overflow() {
+    let deep = format!("{}a = :v{}", "(".repeat(2000), ")".repeat(2000));
+    let mut c = ctx(&[], &[(":v", n("1"))]);
+    assert!(parse_condition("Condition", &deep, &mut c).is_err());
+    let nots = format!("{}a = :v", "NOT ".repeat(1000));
+    let mut c = ctx(&[], &[(":v", n("1"))]);
+    assert!(parse_condition("Condition", &nots, &mut c).is_err());
+    let long = vec!["a = :v"; 1000].join(" AND ");
+    let mut c = ctx(&[], &[(":v", n("1"))]);
+    let err = parse_condition("Condition", &long, &mut c).expect_err("over 4 KB");
+    assert!(
+        err.message.contains("maximum allowed size"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]

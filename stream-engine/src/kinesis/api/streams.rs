@@ -163,9 +163,15 @@ impl Api<'_> {
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
         self.core
             .control(Control::UpdateShardCount(handle.name()))?;
-        let current = handle.update_shard_count(target as u32)?;
-        if current != target as u32 {
-            self.core.scaled(handle.name());
+        let current = match handle.update_shard_count(target as u32) {
+            Ok(current) => current,
+            Err(e) => {
+                self.core.unscaled(handle.name());
+                return Err(e);
+            }
+        };
+        if current == target as u32 {
+            self.core.unscaled(handle.name());
         }
         to_body(json!({
             "StreamName": handle.name(),

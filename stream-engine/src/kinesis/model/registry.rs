@@ -15,10 +15,10 @@ impl KinesisCore {
         }
     }
 
-    /// Records an accepted `UpdateShardCount` for the rolling-day limit.
-    pub(crate) fn scaled(&self, stream: &str) {
+    /// Gives back the rolling-day slot of an `UpdateShardCount` that changed nothing.
+    pub(crate) fn unscaled(&self, stream: &str) {
         if self.config.limits.enabled {
-            self.control.scaled(stream, self.clock.now_ms());
+            self.control.unscaled(stream);
         }
     }
 

@@ -324,7 +324,11 @@ impl StreamHandle {
                 ShardFilter::AtLatest => s.is_open(),
                 ShardFilter::AtTrimHorizon => s.open_at(horizon),
                 ShardFilter::AfterShardId(after) => s.index > *after,
-                ShardFilter::AtTimestamp(t) => s.open_at((*t).max(self.created_ms)),
+                // Open at the instant: started at or before it, ended at or after it.
+                ShardFilter::AtTimestamp(t) => {
+                    let t = (*t).max(self.created_ms);
+                    s.created_ms <= t && s.closed_ms.is_none_or(|c| c >= t)
+                }
                 ShardFilter::FromTimestamp(t) => s.closed_ms.is_none_or(|c| c >= *t),
             })
             .map(|s| self.shard_info(s))
@@ -391,6 +395,7 @@ impl StreamHandle {
         let mut state = self.state.lock();
         state.refresh(self.clock.now_ms(), &self.config);
         self.require_active_for_update(&state)?;
+        self.require_provisioned(&state)?;
         let index = self.open_shard(&state, shard)?;
         let at = shared_proto::parse_hash_key(new_starting_hash_key).map_err(|e| {
             ApiError::invalid_argument(format!(
@@ -417,6 +422,7 @@ impl StreamHandle {
         let mut state = self.state.lock();
         state.refresh(self.clock.now_ms(), &self.config);
         self.require_active_for_update(&state)?;
+        self.require_provisioned(&state)?;
         let a = self.open_shard(&state, shard)?;
         let b = self.open_shard(&state, adjacent)?;
         let (ra, rb) = (
@@ -440,17 +446,23 @@ impl StreamHandle {
         Ok(())
     }
 
+    /// Resharding is for provisioned streams only; on-demand streams scale themselves.
+    pub(super) fn require_provisioned(&self, state: &StreamState) -> Result<(), ApiError> {
+        if state.mode == StreamMode::OnDemand {
+            return Err(ApiError::validation(format!(
+                "Resharding is not supported for stream {} under account {}: it is in ON_DEMAND mode.",
+                self.name, self.config.account_id
+            )));
+        }
+        Ok(())
+    }
+
     /// `UpdateShardCount` with uniform scaling.
     pub fn update_shard_count(&self, target: u32) -> Result<u32, ApiError> {
         let mut state = self.state.lock();
         state.refresh(self.clock.now_ms(), &self.config);
         self.require_active_for_update(&state)?;
-        if state.mode == StreamMode::OnDemand {
-            return Err(ApiError::validation(format!(
-                "UpdateShardCount is not supported for stream {} under account {}: it is in ON_DEMAND mode.",
-                self.name, self.config.account_id
-            )));
-        }
+        self.require_provisioned(&state)?;
         let current = state.open.len() as u32;
         if target == 0 || target > current.saturating_mul(2) || target < current.div_ceil(2) {
             return Err(ApiError::limit_exceeded(format!(

@@ -1,0 +1,109 @@
+//! Key schemas, attribute definitions and index declarations of `CreateTable` and
+//! `UpdateTable`.
+
+use super::request::*;
+use super::table::{Index, KeyAttr, Projection};
+use crate::error::ApiError;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A key schema (`HASH` first, then an optional `RANGE`) against attribute definitions.
+pub(super) fn key_schema(
+    schema: &[Value],
+    types: &HashMap<String, String>,
+) -> Result<(KeyAttr, Option<KeyAttr>), ApiError> {
+    let mut hash = None;
+    let mut range = None;
+    for (i, k) in schema.iter().enumerate() {
+        let k = obj(k)?;
+        let n = req_str(k, "AttributeName")?;
+        let kind = types.get(n).cloned().ok_or_else(|| {
+            ApiError::validation(format!("One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{n}]"))
+        })?;
+        let attr = KeyAttr {
+            name: n.to_owned(),
+            kind,
+        };
+        match (req_str(k, "KeyType")?, i) {
+            ("HASH", 0) => hash = Some(attr),
+            ("RANGE", 1) => range = Some(attr),
+            _ => {
+                return Err(ApiError::validation(
+                    "Invalid KeySchema: The first KeySchemaElement is not a HASH key type, or a second one is not RANGE",
+                ));
+            }
+        }
+    }
+    let hash =
+        hash.ok_or_else(|| ApiError::validation("Invalid KeySchema: a HASH key is required"))?;
+    Ok((hash, range))
+}
+
+/// `AttributeDefinitions`: name → type.
+pub(super) fn attribute_types(defs: &[Value]) -> Result<HashMap<String, String>, ApiError> {
+    let mut types = HashMap::new();
+    for d in defs {
+        let d = obj(d)?;
+        let n = req_str(d, "AttributeName")?;
+        let t = req_str(d, "AttributeType")?;
+        if !["S", "N", "B"].contains(&t) {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{t}' at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
+            )));
+        }
+        types.insert(n.to_owned(), t.to_owned());
+    }
+    Ok(types)
+}
+
+/// One index of `GlobalSecondaryIndexes` or of an `UpdateTable` `Create`.
+pub(super) fn parse_index(
+    spec: &Value,
+    types: &HashMap<String, String>,
+    ready_at_ms: u64,
+) -> Result<Index, ApiError> {
+    let spec = obj(spec)?;
+    let name = req_str(spec, "IndexName")?;
+    if !(3..=255).contains(&name.len()) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{name}' at 'indexName' failed to satisfy constraint: Member must have length between 3 and 255"
+        )));
+    }
+    let schema = spec.get("KeySchema").and_then(Value::as_array).ok_or_else(|| {
+        ApiError::validation("1 validation error detected: Value null at 'globalSecondaryIndexes.member.keySchema' failed to satisfy constraint: Member must not be null")
+    })?;
+    let (hash, range) = key_schema(schema, types)?;
+    let p = spec.get("Projection").and_then(Value::as_object);
+    let projection = match p
+        .and_then(|p| p.get("ProjectionType"))
+        .and_then(Value::as_str)
+    {
+        None | Some("ALL") => Projection::All,
+        Some("KEYS_ONLY") => Projection::KeysOnly,
+        Some("INCLUDE") => {
+            let attrs = p
+                .and_then(|p| p.get("NonKeyAttributes"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Projection::Include(attrs)
+        }
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{other}' at 'projection.projectionType' failed to satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
+            )));
+        }
+    };
+    Ok(Index {
+        name: name.to_owned(),
+        hash,
+        range,
+        projection,
+        ready_at_ms,
+    })
+}
