@@ -17,12 +17,22 @@ pub struct FlushReport {
     pub failed: u64,
 }
 
-/// The ids without an outcome (at most `max_outstanding_records` of them, so memory stays
-/// bounded even when one record is retried for a very long time), and the pending flushes,
-/// each counting the failures among the ids it covers.
+/// Most ids the ring spans before its oldest outstanding ids move to the straggler set.
+const RING_SPAN: usize = 1 << 18;
+
+/// The ids without an outcome, and the pending flushes, each counting the failures among the
+/// ids it covers. Recent ids live in a ring of flags (O(1) per record); an id still without
+/// outcome when the ring would span more than `RING_SPAN` ids moves to a small ordered set,
+/// so one record retried for a very long time costs one entry, not one per later record.
 #[derive(Debug, Default)]
 pub(crate) struct Outstanding {
-    ids: BTreeSet<u64>,
+    /// Id of the ring's first slot.
+    base: u64,
+    /// `true` once the id has its outcome.
+    done: VecDeque<bool>,
+    /// Outstanding ids older than `base`.
+    stragglers: BTreeSet<u64>,
+    count: usize,
     last: u64,
     failed_total: u64,
     /// Pending flushes, in id order: (last id covered, failures among ids ≤ it, waiter).
@@ -33,7 +43,19 @@ impl Outstanding {
     /// Assigns the next id to a new record.
     pub fn assign(&mut self) -> u64 {
         self.last += 1;
-        self.ids.insert(self.last);
+        if self.done.is_empty() {
+            self.base = self.last;
+        }
+        self.done.push_back(false);
+        self.count += 1;
+        while self.done.len() > RING_SPAN {
+            if let Some(flag) = self.done.pop_front() {
+                if !flag {
+                    self.stragglers.insert(self.base);
+                }
+                self.base += 1;
+            }
+        }
         self.last
     }
 
@@ -44,8 +66,24 @@ impl Outstanding {
 
     /// Records an outcome for `id` (once; later calls are ignored).
     pub fn resolve(&mut self, id: u64, failed: bool) {
-        if !self.ids.remove(&id) {
+        let found = if id < self.base {
+            self.stragglers.remove(&id)
+        } else {
+            match self.done.get_mut((id - self.base) as usize) {
+                Some(flag) if !*flag => {
+                    *flag = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !found {
             return;
+        }
+        self.count -= 1;
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.base += 1;
         }
         if failed {
             self.failed_total += 1;
@@ -61,16 +99,20 @@ impl Outstanding {
 
     /// The oldest id without an outcome, or `u64::MAX`.
     pub fn first(&self) -> u64 {
-        self.ids.first().copied().unwrap_or(u64::MAX)
+        match self.stragglers.first() {
+            Some(&id) => id,
+            None if self.done.is_empty() => u64::MAX,
+            None => self.base,
+        }
     }
 
     /// Records without an outcome.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.count == 0
     }
 
     /// Failed records so far.
@@ -179,14 +221,24 @@ mod tests {
     fn memory_follows_the_records_without_outcome_not_the_oldest_one() {
         let mut o = Outstanding::default();
         let stuck = o.assign();
-        for _ in 0..10_000 {
+        for _ in 0..(RING_SPAN * 3) {
             let id = o.assign();
             o.resolve(id, false);
         }
         assert_eq!(o.first(), stuck);
-        assert_eq!(o.ids.len(), 1, "one entry for one stuck record");
-        o.resolve(stuck, false);
-        assert!(o.ids.is_empty());
+        assert!(
+            o.done.len() <= RING_SPAN,
+            "the ring does not grow past its span"
+        );
+        assert_eq!(o.stragglers.len(), 1, "one entry for one stuck record");
+        let (tx, mut rx) = oneshot::channel();
+        o.flush(tx);
+        o.resolve(stuck, true);
+        o.answer();
+        assert_eq!(rx.try_recv().expect("answered").failed, 1);
+        assert!(o.is_empty());
+        assert!(o.stragglers.is_empty());
+        assert_eq!(o.first(), u64::MAX);
     }
 
     #[test]

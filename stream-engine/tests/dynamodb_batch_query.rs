@@ -424,6 +424,33 @@ async fn transactions_are_all_or_nothing_with_cancellation_reasons() {
         Some(&n("1")),
         "the update too"
     );
+    // An update that cannot apply cancels with a ValidationError reason.
+    let err = d
+        .transact_write_items()
+        .transact_items(
+            TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name("tx2")
+                        .key("pk", s("b"))
+                        .update_expression("SET n = n + :text")
+                        .expression_attribute_values(":text", s("not a number"))
+                        .build()
+                        .expect("update"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("cancelled");
+    let service = err.into_service_error();
+    let aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancel) = service else {
+        panic!("TransactionCanceledException expected, got {service:?}")
+    };
+    assert_eq!(
+        cancel.cancellation_reasons()[0].code(),
+        Some("ValidationError")
+    );
     // Two actions on one item are refused.
     let err = d
         .transact_write_items()
@@ -655,6 +682,34 @@ async fn global_secondary_indexes_are_created_kept_in_step_and_queried() {
         .await
         .expect_err("no consistent reads on a GSI");
     assert_eq!(code(&err), "ValidationException");
+    // A write with an index key of the wrong type is refused; without it, it is just not
+    // indexed.
+    let err = d
+        .put_item()
+        .table_name("leases3")
+        .item("pk", s("shard-9"))
+        .item("leaseOwner", n("7"))
+        .send()
+        .await
+        .expect_err("index key type");
+    assert_eq!(code(&err), "ValidationException");
+    // ALL_PROJECTED_ATTRIBUTES is for indexes; a Limit reached exactly still gives a key.
+    let projected = d
+        .query()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w2"))
+        .select(Select::AllProjectedAttributes)
+        .limit(1)
+        .send()
+        .await
+        .expect("projected");
+    assert_eq!(projected.count(), 1);
+    assert!(
+        projected.last_evaluated_key().is_some(),
+        "the Limit was reached: DynamoDB gives a LastEvaluatedKey"
+    );
     let missing = d
         .query()
         .table_name("leases3")

@@ -271,6 +271,7 @@ impl DynamoCore {
         ctx.check_all_used()?;
         let key = t.key_from_item(&item)?;
         check_size(&item)?;
+        t.check_index_keys(&item)?;
         let mut items = t.items.lock();
         let old = items.get(&key);
         check_condition(cond.as_ref(), old, all_old)?;
@@ -345,6 +346,7 @@ impl DynamoCore {
             None => Vec::new(),
         };
         check_size(&new)?;
+        t.check_index_keys(&new)?;
         items.insert(key, new.clone());
         let pick = |item: &Item| -> Item {
             touched
@@ -487,6 +489,8 @@ impl DynamoCore {
         if !count_only {
             resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
         }
+        // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
+        let more = more || scanned >= limit;
         if more && let Some(last) = last {
             resp["LastEvaluatedKey"] = item_to_json(&t.key_item(last));
         }

@@ -79,6 +79,7 @@ impl DynamoCore {
                         })?;
                         let item = required_item(p, "Item", "item")?;
                         check_size(&item)?;
+                        t.check_index_keys(&item)?;
                         Write::Put(item)
                     }
                     (None, Some(d)) => {

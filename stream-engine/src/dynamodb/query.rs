@@ -156,6 +156,12 @@ impl DynamoCore {
         };
         let count_only = match opt_str(v, "Select")? {
             None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
+            Some("ALL_PROJECTED_ATTRIBUTES") if index.is_some() => false,
+            Some("ALL_PROJECTED_ATTRIBUTES") => {
+                return Err(ApiError::validation(
+                    "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName",
+                ));
+            }
             Some("COUNT") => true,
             Some(other) => {
                 return Err(ApiError::validation(format!(
@@ -268,6 +274,8 @@ impl DynamoCore {
         if !count_only {
             resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
         }
+        // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
+        let more = more || scanned >= limit;
         if more && let Some(last) = last {
             resp["LastEvaluatedKey"] = item_to_json(&t.key_item(last));
         }
@@ -358,6 +366,8 @@ fn query_index(
     if !page.count_only {
         resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
     }
+    // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
+    let more = more || scanned >= page.limit;
     if more && let Some(last) = last {
         let mut key = t.key_item(last);
         for attr in std::iter::once(&index.hash).chain(index.range.as_ref()) {

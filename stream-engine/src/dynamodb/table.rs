@@ -198,6 +198,30 @@ pub(super) struct Index {
     pub(super) ready_at_ms: u64,
 }
 
+impl Table {
+    /// Fails when `item` holds an index key attribute of the wrong type or empty, as
+    /// DynamoDB refuses such a write (an item without the attribute is simply not indexed).
+    pub(super) fn check_index_keys(&self, item: &Item) -> Result<(), ApiError> {
+        for index in self.indexes.lock().iter() {
+            for attr in std::iter::once(&index.hash).chain(index.range.as_ref()) {
+                let Some(value) = item.get(&attr.name) else {
+                    continue;
+                };
+                if self.key_part(attr, Some(value), false).is_err() {
+                    return Err(ApiError::validation(format!(
+                        "One or more parameter values were invalid: Type mismatch for Index Key {} Expected: {} Actual: {} IndexName: {}",
+                        attr.name,
+                        attr.kind,
+                        value.type_name(),
+                        index.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Index {
     pub(super) fn description(&self, table: &Table, now_ms: u64, items: usize) -> Value {
         let mut key_schema = vec![json!({ "AttributeName": self.hash.name, "KeyType": "HASH" })];

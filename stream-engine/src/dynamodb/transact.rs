@@ -99,6 +99,7 @@ impl DynamoCore {
             "Put" => {
                 let item = required_item(m, "Item", "item")?;
                 check_size(&item)?;
+                table.check_index_keys(&item)?;
                 (table.key_from_item(&item)?, Kind::Put(item))
             }
             "Update" => {
@@ -106,6 +107,11 @@ impl DynamoCore {
                 let update = opt_str(m, "UpdateExpression")?
                     .map(|u| expr::parse_update(u, &mut ctx))
                     .transpose()?;
+                if update.is_none() {
+                    return Err(ApiError::validation(
+                        "1 validation error detected: Value null at 'transactItems.member.update.updateExpression' failed to satisfy constraint: Member must not be null",
+                    ));
+                }
                 (
                     table.key_from_key(&key_item)?,
                     Kind::Update(update, key_item),
@@ -180,18 +186,34 @@ impl DynamoCore {
                     }
                     reasons.push(r);
                 }
-                news.push(match &a.kind {
-                    Kind::Put(item) => Some(item.clone()),
+                let new = match &a.kind {
+                    Kind::Put(item) => Ok(Some(item.clone())),
                     Kind::Update(update, key_item) => {
                         let mut new = old.cloned().unwrap_or_else(|| a.table.key_item(key_item));
-                        if let Some(u) = update {
-                            expr::apply_update(&mut new, u, &a.table.key_names())?;
-                        }
-                        check_size(&new)?;
-                        Some(new)
+                        let applied = match update {
+                            Some(u) => {
+                                expr::apply_update(&mut new, u, &a.table.key_names()).map(|_| ())
+                            }
+                            None => Ok(()),
+                        };
+                        applied
+                            .and_then(|()| check_size(&new))
+                            .and_then(|()| a.table.check_index_keys(&new))
+                            .map(|()| Some(new))
                     }
-                    Kind::Delete | Kind::Check => None,
-                });
+                    Kind::Delete | Kind::Check => Ok(None),
+                };
+                match new {
+                    Ok(new) => news.push(new),
+                    Err(e) => {
+                        // An update that cannot apply cancels the transaction with its reason.
+                        failed = true;
+                        if holds && let Some(last) = reasons.last_mut() {
+                            *last = json!({ "Code": "ValidationError", "Message": e.message });
+                        }
+                        news.push(None);
+                    }
+                }
             }
             if failed {
                 let codes: Vec<&str> = reasons
