@@ -710,6 +710,57 @@ async fn global_secondary_indexes_are_created_kept_in_step_and_queried() {
         projected.last_evaluated_key().is_some(),
         "the Limit was reached: DynamoDB gives a LastEvaluatedKey"
     );
+    // Scan an index: only the items it holds, as it projects them.
+    let scanned = d
+        .scan()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .send()
+        .await
+        .expect("scan index");
+    assert_eq!(scanned.count(), 3, "shard-4 has no owner: not in the index");
+    // A query may not filter on the keys it queries by.
+    let err = d
+        .query()
+        .table_name("leases3")
+        .index_name("LeaseOwnerToLeaseKeyIndex")
+        .key_condition_expression("leaseOwner = :o")
+        .filter_expression("leaseOwner = :o")
+        .expression_attribute_values(":o", s("w1"))
+        .send()
+        .await
+        .expect_err("filter on a key");
+    assert_eq!(code(&err), "ValidationException");
+    // A PROVISIONED table's index needs its own throughput.
+    let err = d
+        .create_table()
+        .table_name("prov")
+        .attribute_definitions(def("pk"))
+        .attribute_definitions(def("other"))
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("byOther")
+                .key_schema(key("other", KeyType::Hash))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("gsi"),
+        )
+        .provisioned_throughput(
+            aws_sdk_dynamodb::types::ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .expect("throughput"),
+        )
+        .send()
+        .await
+        .expect_err("index without throughput");
+    assert_eq!(code(&err), "ValidationException");
     let missing = d
         .query()
         .table_name("leases3")

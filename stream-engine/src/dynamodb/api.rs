@@ -119,6 +119,14 @@ impl DynamoCore {
         self.active_named(table_name(v)?)
     }
 
+    /// Fails unless `t` is still the table registered under its name.
+    pub(super) fn still_registered(&self, t: &Arc<Table>) -> Result<(), ApiError> {
+        match self.tables.read().get(&t.name) {
+            Some(current) if Arc::ptr_eq(current, t) => Ok(()),
+            _ => Err(Self::not_found(&t.name)),
+        }
+    }
+
     /// A table ready for item operations, by name.
     pub(super) fn active_named(&self, name: &str) -> Result<Arc<Table>, ApiError> {
         let t = self.table(name)?;
@@ -142,11 +150,12 @@ impl DynamoCore {
         let (hash, range) = super::schema::key_schema(schema, &types)?;
         let now = self.clock.now_ms();
         let ready_at_ms = now + self.config.table_delay.as_millis() as u64;
+        let billing_is_provisioned = opt_str(v, "BillingMode")?.is_none_or(|b| b == "PROVISIONED");
         let indexes = match v.get("GlobalSecondaryIndexes") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(list)) => list
                 .iter()
-                .map(|i| super::schema::parse_index(i, &types, ready_at_ms))
+                .map(|i| super::schema::parse_index(i, &types, ready_at_ms, billing_is_provisioned))
                 .collect::<Result<Vec<_>, _>>()?,
             Some(_) => {
                 return Err(ApiError::serialization(
@@ -446,6 +455,28 @@ impl DynamoCore {
             )
         };
         ctx.check_all_used()?;
+        if let Some(name) = opt_str(v, "IndexName")? {
+            let found = t.indexes.lock().iter().find(|i| i.name == name).cloned();
+            let index = found.ok_or_else(|| {
+                ApiError::validation(format!(
+                    "The table does not have the specified index: {name}"
+                ))
+            })?;
+            if segment.is_some() {
+                return Err(ApiError::validation(
+                    "Parallel scans of an index are not supported by this engine",
+                ));
+            }
+            let page = super::query::Page {
+                limit,
+                forward: true,
+                key_cond: None,
+                filter: filter.as_ref(),
+                projection: projection.as_deref(),
+                count_only,
+            };
+            return super::query::query_index(&t, &index, v, page);
+        }
         let start = match v.get("ExclusiveStartKey") {
             None | Some(Value::Null) => None,
             Some(k) => Some(t.key_from_key(&item_from_json(k)?)?),

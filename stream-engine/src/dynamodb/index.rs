@@ -29,7 +29,7 @@ impl DynamoCore {
             for u in updates {
                 let u = obj(u)?;
                 if let Some(create) = u.get("Create") {
-                    let index = parse_index(create, &types, ready)?;
+                    let index = parse_index(create, &types, ready, t.billing == "PROVISIONED")?;
                     if indexes.iter().any(|i| i.name == index.name) {
                         return Err(ApiError::validation(format!(
                             "One or more parameter values were invalid: Index {} already exists",

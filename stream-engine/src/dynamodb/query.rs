@@ -195,16 +195,18 @@ impl DynamoCore {
         };
         ctx.check_all_used()?;
         if let Some(index) = &index {
+            reject_key_filter(filter.as_ref(), &[&index.hash], [&index.range, &None])?;
             let page = Page {
                 limit,
                 forward,
-                key_cond: &key_cond,
+                key_cond: Some(&key_cond),
                 filter: filter.as_ref(),
                 projection: projection.as_deref(),
                 count_only,
             };
             return query_index(&t, index, v, page);
         }
+        reject_key_filter(filter.as_ref(), &[&t.hash], [&t.range, &None])?;
         let hash = hash_value(&t, &t.hash, t.range.as_ref(), &key_cond)?;
         let start: Option<Key> = match v.get("ExclusiveStartKey") {
             None | Some(Value::Null) => None,
@@ -284,31 +286,37 @@ impl DynamoCore {
 }
 
 /// How one page of a query is cut and shaped.
-struct Page<'a> {
-    limit: usize,
-    forward: bool,
-    key_cond: &'a Cond,
-    filter: Option<&'a Cond>,
-    projection: Option<&'a [Path]>,
-    count_only: bool,
+pub(super) struct Page<'a> {
+    pub(super) limit: usize,
+    pub(super) forward: bool,
+    /// `None` for a scan of the index.
+    pub(super) key_cond: Option<&'a Cond>,
+    pub(super) filter: Option<&'a Cond>,
+    pub(super) projection: Option<&'a [Path]>,
+    pub(super) count_only: bool,
 }
 
 /// A query on a global secondary index: the items whose index hash key matches, ordered by
 /// the index range key (then the table key), projected as the index projects them.
-fn query_index(
+pub(super) fn query_index(
     t: &Table,
     index: &Index,
     v: &Map<String, Value>,
     page: Page<'_>,
 ) -> Result<Value, ApiError> {
-    let hash = hash_value(t, &index.hash, index.range.as_ref(), page.key_cond)?;
+    let hash = page
+        .key_cond
+        .map(|c| hash_value(t, &index.hash, index.range.as_ref(), c))
+        .transpose()?;
     let items = t.items.lock();
-    type Order = (Option<KeyPart>, Key);
+    type Order = (KeyPart, Option<KeyPart>, Key);
     let mut found: Vec<(Order, &Item)> = items
         .iter()
         .filter_map(|(key, item)| {
             let (h, r) = index.key_of(t, item)?;
-            (h == hash).then(|| ((r, key.clone()), item))
+            hash.as_ref()
+                .is_none_or(|want| *want == h)
+                .then(|| ((h, r, key.clone()), item))
         })
         .collect();
     found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -320,11 +328,12 @@ fn query_index(
         Some(k) => {
             let item = item_from_json(k)?;
             let key = t.key_from_key(&t.key_item(&item))?;
+            let hash = t.key_part(&index.hash, item.get(&index.hash.name), false)?;
             let range = match &index.range {
                 Some(r) => Some(t.key_part(r, item.get(&r.name), false)?),
                 None => None,
             };
-            Some((range, key))
+            Some((hash, range, key))
         }
     };
     // Resume after the start key's place in the order, even if that item is gone or moved.
@@ -341,7 +350,9 @@ fn query_index(
     let mut last: Option<&Item> = None;
     let mut more = false;
     for (_, item) in found.into_iter().skip(skip) {
-        if !expr::evaluate(page.key_cond, item)? {
+        if let Some(c) = page.key_cond
+            && !expr::evaluate(c, item)?
+        {
             continue;
         }
         if scanned >= page.limit || bytes >= SCAN_PAGE_BYTES {
@@ -378,4 +389,70 @@ fn query_index(
         resp["LastEvaluatedKey"] = item_to_json(&key);
     }
     Ok(resp)
+}
+
+/// The top-level attribute names a condition reads.
+fn cond_attrs<'a>(c: &'a Cond, out: &mut Vec<&'a str>) {
+    let mut path = |p: &'a Path| {
+        if let Some(PathElem::Attr(a)) = p.first() {
+            out.push(a.as_str());
+        }
+    };
+    let operand = |o: &'a Operand, path: &mut dyn FnMut(&'a Path)| match o {
+        Operand::Path(p) | Operand::Size(p) => path(p),
+        Operand::Value(_) => {}
+    };
+    match c {
+        Cond::Cmp(a, _, b) => {
+            operand(a, &mut path);
+            operand(b, &mut path);
+        }
+        Cond::Between(a, b, c) => {
+            operand(a, &mut path);
+            operand(b, &mut path);
+            operand(c, &mut path);
+        }
+        Cond::In(a, list) => {
+            operand(a, &mut path);
+            for o in list {
+                operand(o, &mut path);
+            }
+        }
+        Cond::Exists(p) | Cond::NotExists(p) => path(p),
+        Cond::Type(p, o) | Cond::BeginsWith(p, o) | Cond::Contains(p, o) => {
+            path(p);
+            operand(o, &mut path);
+        }
+        Cond::And(a, b) | Cond::Or(a, b) => {
+            cond_attrs(a, out);
+            cond_attrs(b, out);
+        }
+        Cond::Not(a) => cond_attrs(a, out),
+    }
+}
+
+/// A query's filter may not read the key attributes it queries by, as on DynamoDB.
+fn reject_key_filter(
+    filter: Option<&Cond>,
+    hashes: &[&KeyAttr],
+    ranges: [&Option<KeyAttr>; 2],
+) -> Result<(), ApiError> {
+    let Some(filter) = filter else {
+        return Ok(());
+    };
+    let mut read = Vec::new();
+    cond_attrs(filter, &mut read);
+    let keys = hashes.iter().map(|k| k.name.as_str()).chain(
+        ranges
+            .iter()
+            .filter_map(|r| r.as_ref().map(|r| r.name.as_str())),
+    );
+    for key in keys {
+        if read.contains(&key) {
+            return Err(ApiError::validation(format!(
+                "Filter Expression can only contain non-primary key attributes: Primary key attribute: {key}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -61,9 +61,15 @@ pub(super) fn parse_index(
     spec: &Value,
     types: &HashMap<String, String>,
     ready_at_ms: u64,
+    provisioned: bool,
 ) -> Result<Index, ApiError> {
     let spec = obj(spec)?;
     let name = req_str(spec, "IndexName")?;
+    if provisioned && spec.get("ProvisionedThroughput").is_none_or(Value::is_null) {
+        return Err(ApiError::validation(format!(
+            "One or more parameter values were invalid: ProvisionedThroughput must be specified for index: {name}"
+        )));
+    }
     if !(3..=255).contains(&name.len()) {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{name}' at 'indexName' failed to satisfy constraint: Member must have length between 3 and 255"

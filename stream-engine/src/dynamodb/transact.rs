@@ -72,7 +72,9 @@ fn only_member<'a>(
     }
 }
 
-/// Locks the item maps of `tables` in name order and runs `f` with them.
+/// Locks the item maps of `tables` in name order and runs `f` with them. Two tables of one
+/// name (one deleted and created again) cannot both be here: callers check
+/// [`DynamoCore::still_registered`] under the locks.
 fn with_locked<T>(
     tables: &[Arc<Table>],
     f: impl FnOnce(&mut BTreeMap<String, parking_lot::MutexGuard<'_, BTreeMap<Key, Item>>>) -> T,
@@ -158,6 +160,11 @@ impl DynamoCore {
         }
         let tables: Vec<Arc<Table>> = actions.iter().map(|a| a.table.clone()).collect();
         with_locked(&tables, |guards| {
+            // A table deleted (or deleted and created again) since the actions were read is
+            // not written to: the whole transaction fails instead.
+            for t in &tables {
+                self.still_registered(t)?;
+            }
             // Every condition first, against the items as they are.
             let mut reasons = Vec::with_capacity(actions.len());
             let mut failed = false;
