@@ -2,7 +2,7 @@
 
 use super::expr::{self, Path};
 use super::legacy;
-use super::value::{Item, item_from_json, item_size, item_to_json};
+use super::value::{Item, item_from_json, item_to_json};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::ApiError;
@@ -486,45 +486,24 @@ impl DynamoCore {
             Some(k) => items.range((Bound::Excluded(k.clone()), Bound::Unbounded)),
             None => items.range::<Key, _>(..),
         };
-        let mut out = Vec::new();
-        let mut scanned = 0usize;
-        let mut bytes = 0usize;
-        let mut last: Option<&Item> = None;
-        let mut more = false;
-        for (key, item) in range {
-            if let Some((s, n)) = segment {
+        let in_segment = |key: &Key| match segment {
+            Some((s, n)) => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 key.hash(&mut h);
-                if h.finish() % n != s {
-                    continue;
-                }
+                h.finish() % n == s
             }
-            if scanned >= limit || bytes >= SCAN_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            scanned += 1;
-            bytes += item_size(item);
-            last = Some(item);
-            if let Some(f) = &filter
-                && !expr::evaluate(f, item)?
-            {
-                continue;
-            }
-            out.push(match &projection {
-                Some(paths) => expr::project(item, paths),
-                None => item.clone(),
-            });
-        }
-        let mut resp = json!({ "Count": out.len(), "ScannedCount": scanned });
-        if !count_only {
-            resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
-        }
-        // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
-        let more = more || scanned >= limit;
-        if more && let Some(last) = last {
-            resp["LastEvaluatedKey"] = item_to_json(&t.key_item(last));
-        }
-        Ok(resp)
+            None => true,
+        };
+        let page = collect_page(
+            range
+                .filter(|(key, _)| in_segment(key))
+                .map(|(_, item)| item),
+            limit,
+            None,
+            filter.as_ref(),
+            projection.as_deref(),
+            std::borrow::Cow::Borrowed,
+        )?;
+        Ok(page_reply(page, count_only, |last| t.key_item(last)))
     }
 }

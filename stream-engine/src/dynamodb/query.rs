@@ -1,15 +1,15 @@
 //! `Query`: the items of one hash key, in range-key order (or reversed), narrowed by a key
 //! condition on the range key, then filtered and projected like `Scan`.
 
-use super::api::{DynamoCore, SCAN_PAGE_BYTES};
+use super::api::DynamoCore;
 use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
 
 use super::legacy;
 use super::request::*;
 use super::table::{Index, Key, KeyAttr, KeyPart, Table};
-use super::value::{AttrValue, Item, item_from_json, item_size, item_to_json};
+use super::value::{AttrValue, Item, item_from_json};
 use crate::error::ApiError;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::ops::Bound;
 
 fn invalid_key_condition(why: &str) -> ApiError {
@@ -246,42 +246,15 @@ impl DynamoCore {
                     .rev(),
             ),
         };
-        let mut out = Vec::new();
-        let mut scanned = 0usize;
-        let mut bytes = 0usize;
-        let mut last: Option<&Item> = None;
-        let mut more = false;
-        for (_, item) in range {
-            if !expr::evaluate(&key_cond, item)? {
-                continue;
-            }
-            if scanned >= limit || bytes >= SCAN_PAGE_BYTES {
-                more = true;
-                break;
-            }
-            scanned += 1;
-            bytes += item_size(item);
-            last = Some(item);
-            if let Some(f) = &filter
-                && !expr::evaluate(f, item)?
-            {
-                continue;
-            }
-            out.push(match &projection {
-                Some(paths) => expr::project(item, paths),
-                None => item.clone(),
-            });
-        }
-        let mut resp = json!({ "Count": out.len(), "ScannedCount": scanned });
-        if !count_only {
-            resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
-        }
-        // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
-        let more = more || scanned >= limit;
-        if more && let Some(last) = last {
-            resp["LastEvaluatedKey"] = item_to_json(&t.key_item(last));
-        }
-        Ok(resp)
+        let page = collect_page(
+            range.map(|(_, item)| item),
+            limit,
+            Some(&key_cond),
+            filter.as_ref(),
+            projection.as_deref(),
+            std::borrow::Cow::Borrowed,
+        )?;
+        Ok(page_reply(page, count_only, |last| t.key_item(last)))
     }
 }
 
@@ -344,51 +317,23 @@ pub(super) fn query_index(
             .position(|(o, _)| if page.forward { o > s } else { o < s })
             .unwrap_or(found.len()),
     };
-    let mut out = Vec::new();
-    let mut scanned = 0usize;
-    let mut bytes = 0usize;
-    let mut last: Option<&Item> = None;
-    let mut more = false;
-    for (_, item) in found.into_iter().skip(skip) {
-        if let Some(c) = page.key_cond
-            && !expr::evaluate(c, item)?
-        {
-            continue;
-        }
-        if scanned >= page.limit || bytes >= SCAN_PAGE_BYTES {
-            more = true;
-            break;
-        }
-        scanned += 1;
-        bytes += item_size(item);
-        last = Some(item);
-        let held = index.project(t, item);
-        if let Some(f) = page.filter
-            && !expr::evaluate(f, &held)?
-        {
-            continue;
-        }
-        out.push(match page.projection {
-            Some(paths) => expr::project(&held, paths),
-            None => held,
-        });
-    }
-    let mut resp = json!({ "Count": out.len(), "ScannedCount": scanned });
-    if !page.count_only {
-        resp["Items"] = Value::from(out.iter().map(item_to_json).collect::<Vec<_>>());
-    }
-    // DynamoDB answers a LastEvaluatedKey whenever the Limit was reached.
-    let more = more || scanned >= page.limit;
-    if more && let Some(last) = last {
+    let page_out = collect_page(
+        found.into_iter().skip(skip).map(|(_, item)| item),
+        page.limit,
+        page.key_cond,
+        page.filter,
+        page.projection,
+        |item| std::borrow::Cow::Owned(index.project(t, item)),
+    )?;
+    Ok(page_reply(page_out, page.count_only, |last| {
         let mut key = t.key_item(last);
         for attr in std::iter::once(&index.hash).chain(index.range.as_ref()) {
             if let Some(v) = last.get(&attr.name) {
                 key.insert(attr.name.clone(), v.clone());
             }
         }
-        resp["LastEvaluatedKey"] = item_to_json(&key);
-    }
-    Ok(resp)
+        key
+    }))
 }
 
 /// The top-level attribute names a condition reads.

@@ -187,3 +187,77 @@ pub(super) fn check_size(item: &Item) -> Result<(), ApiError> {
 pub(super) fn epoch_secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
+
+/// One page of a `Scan` or `Query`: the items kept, how many were read, and the last item
+/// read when the page ends before the items do (or at the `Limit`, which DynamoDB also
+/// answers with a `LastEvaluatedKey`).
+pub(super) struct Collected<'a> {
+    pub(super) items: Vec<Item>,
+    pub(super) scanned: usize,
+    pub(super) last_if_more: Option<&'a Item>,
+}
+
+/// Reads `items` in order into a page: those failing `key_cond` are not read at all; at most
+/// `limit` items or 1 MB are read; `hold` is what the table or index holds of an item;
+/// `filter` and `projection` apply to that.
+pub(super) fn collect_page<'a>(
+    items: impl Iterator<Item = &'a Item>,
+    limit: usize,
+    key_cond: Option<&expr::Cond>,
+    filter: Option<&expr::Cond>,
+    projection: Option<&[expr::Path]>,
+    hold: impl Fn(&'a Item) -> std::borrow::Cow<'a, Item>,
+) -> Result<Collected<'a>, ApiError> {
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut bytes = 0usize;
+    let mut last: Option<&Item> = None;
+    let mut more = false;
+    for item in items {
+        if let Some(c) = key_cond
+            && !expr::evaluate(c, item)?
+        {
+            continue;
+        }
+        if scanned >= limit || bytes >= super::api::SCAN_PAGE_BYTES {
+            more = true;
+            break;
+        }
+        scanned += 1;
+        bytes += item_size(item);
+        last = Some(item);
+        let held = hold(item);
+        if let Some(f) = filter
+            && !expr::evaluate(f, &held)?
+        {
+            continue;
+        }
+        out.push(match projection {
+            Some(paths) => expr::project(&held, paths),
+            None => held.into_owned(),
+        });
+    }
+    let more = more || scanned >= limit;
+    Ok(Collected {
+        items: out,
+        scanned,
+        last_if_more: if more { last } else { None },
+    })
+}
+
+/// The reply of a page: `Count`, `ScannedCount`, `Items` (unless `count_only`) and
+/// `LastEvaluatedKey` (the key `last_key` gives of the page's last item, if more remain).
+pub(super) fn page_reply(
+    page: Collected<'_>,
+    count_only: bool,
+    last_key: impl Fn(&Item) -> Item,
+) -> Value {
+    let mut resp = serde_json::json!({ "Count": page.items.len(), "ScannedCount": page.scanned });
+    if !count_only {
+        resp["Items"] = Value::from(page.items.iter().map(item_to_json).collect::<Vec<_>>());
+    }
+    if let Some(last) = page.last_if_more {
+        resp["LastEvaluatedKey"] = item_to_json(&last_key(last));
+    }
+    resp
+}
