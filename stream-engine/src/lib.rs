@@ -10,6 +10,7 @@
 //! `sdk` feature; without it, the engine builds without the AWS SDK crates.
 //!
 //! ```no_run
+//! # #[cfg(feature = "sdk")]
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use stream_engine::{Engine, EngineConfig};
 //!
