@@ -32,13 +32,13 @@ impl Core {
             } else {
                 self.metrics.misplaced(u.records.len() as u64);
                 for mut p in u.records {
-                    if let Some(last) = p.attempts.last_mut() {
-                        last.error_code = Some("WrongShard".to_owned());
-                        last.error_message = Some(format!(
+                    wrong_shard(
+                        &mut p,
+                        format!(
                             "the aggregate landed on {} which does not own every sub-record",
                             u.shard
-                        ));
-                    }
+                        ),
+                    );
                     p.last_event = now;
                     again.push(p);
                 }
@@ -107,13 +107,13 @@ impl Core {
             if self.unverified[i].records.iter().any(|p| p.deadline <= now) {
                 let u = self.unverified.swap_remove(i);
                 for mut p in u.records {
-                    if let Some(last) = p.attempts.last_mut() {
-                        last.error_code = Some("WrongShard".to_owned());
-                        last.error_message = Some(format!(
+                    wrong_shard(
+                        &mut p,
+                        format!(
                             "landed on {}; the shard map could not be refreshed to verify it",
                             u.shard
-                        ));
-                    }
+                        ),
+                    );
                     expired.push(p);
                 }
             } else {
@@ -124,5 +124,14 @@ impl Core {
             let attempts = p.attempts.clone();
             self.finish(p, Err(PutError::Expired { attempts }));
         }
+    }
+}
+
+/// Marks a record's last attempt (which stored it on a shard that may not deliver it) as
+/// failed with `WrongShard`.
+fn wrong_shard(p: &mut Pending, message: String) {
+    if let Some(last) = p.attempts.last_mut() {
+        last.error_code = Some("WrongShard".to_owned());
+        last.error_message = Some(message);
     }
 }

@@ -456,12 +456,7 @@ impl DynamoCore {
         };
         ctx.check_all_used()?;
         if let Some(name) = opt_str(v, "IndexName")? {
-            let found = t.indexes.lock().iter().find(|i| i.name == name).cloned();
-            let index = found.ok_or_else(|| {
-                ApiError::validation(format!(
-                    "The table does not have the specified index: {name}"
-                ))
-            })?;
+            let index = t.readable_index(name, self.clock.now_ms())?;
             if segment.is_some() {
                 return Err(ApiError::validation(
                     "Parallel scans of an index are not supported by this engine",

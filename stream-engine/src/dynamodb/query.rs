@@ -125,17 +125,7 @@ impl DynamoCore {
         let index = match opt_str(v, "IndexName")? {
             None => None,
             Some(name) => {
-                let found = t.indexes.lock().iter().find(|i| i.name == name).cloned();
-                let index = found.ok_or_else(|| {
-                    ApiError::validation(format!(
-                        "The table does not have the specified index: {name}"
-                    ))
-                })?;
-                if self.now_ms() < index.ready_at_ms {
-                    return Err(ApiError::validation(format!(
-                        "Cannot read from backfilling global secondary index: {name}"
-                    )));
-                }
+                let index = t.readable_index(name, self.now_ms())?;
                 if v.get("ConsistentRead").and_then(Value::as_bool) == Some(true) {
                     return Err(ApiError::validation(
                         "Consistent reads are not supported on global secondary indexes",

@@ -199,6 +199,23 @@ pub(super) struct Index {
 }
 
 impl Table {
+    /// The index `name`, ready to read at `now_ms`: a `ValidationException` if the table has
+    /// no such index or it is still backfilling, as on DynamoDB.
+    pub(super) fn readable_index(&self, name: &str, now_ms: u64) -> Result<Index, ApiError> {
+        let found = self.indexes.lock().iter().find(|i| i.name == name).cloned();
+        let index = found.ok_or_else(|| {
+            ApiError::validation(format!(
+                "The table does not have the specified index: {name}"
+            ))
+        })?;
+        if now_ms < index.ready_at_ms {
+            return Err(ApiError::validation(format!(
+                "Cannot read from backfilling global secondary index: {name}"
+            )));
+        }
+        Ok(index)
+    }
+
     /// Fails when `item` holds an index key attribute of the wrong type or empty, as
     /// DynamoDB refuses such a write (an item without the attribute is simply not indexed).
     pub(super) fn check_index_keys(&self, item: &Item) -> Result<(), ApiError> {
