@@ -314,3 +314,56 @@ async fn malformed_requests_get_protocol_errors() {
         "{head}"
     );
 }
+
+/// DynamoDB request members are typed: a member of the wrong JSON type is a
+/// `SerializationException`, a missing required one a `ValidationException` naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_members_of_the_wrong_type_are_serialization_errors() {
+    let engine = engine().await;
+    let addr = engine.local_addr();
+    let call = |op: &'static str, body: &'static str| async move {
+        let target = format!("DynamoDB_20120810.{op}");
+        let (status, _, body) = raw_post(addr, "/", Some(&target), body.as_bytes()).await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json error body");
+        (status, v)
+    };
+    let wrong_type = [
+        ("PutItem", r#"{"TableName":"leases","Item":"x"}"#),
+        (
+            "GetItem",
+            r#"{"TableName":"leases","Key":{},"ConsistentRead":"yes"}"#,
+        ),
+        ("Query", r#"{"TableName":"leases","Limit":"ten"}"#),
+        ("Scan", r#"{"TableName":"leases","ScanFilter":[]}"#),
+        (
+            "UpdateItem",
+            r#"{"TableName":"leases","Key":{},"Expected":{"a":{"Exists":"no"}}}"#,
+        ),
+        ("BatchWriteItem", r#"{"RequestItems":{"leases":{}}}"#),
+        ("TransactWriteItems", r#"{"TransactItems":[{"Put":5}]}"#),
+        ("CreateTable", r#"{"TableName":"leases","KeySchema":{}}"#),
+        ("PutItem", "[1, 2]"),
+    ];
+    for (op, body) in wrong_type {
+        let (status, v) = call(op, body).await;
+        assert_eq!(status, 400, "{op} {body}");
+        assert_eq!(v["__type"], "SerializationException", "{op} {body}: {v}");
+    }
+    let missing = [
+        ("PutItem", r#"{"Item":{}}"#, "tableName"),
+        ("DescribeTable", "{}", "tableName"),
+        ("BatchGetItem", "{}", "requestItems"),
+        ("TransactGetItems", "{}", "transactItems"),
+        ("CreateTable", r#"{"TableName":"leases"}"#, "keySchema"),
+    ];
+    for (op, body, member) in missing {
+        let (status, v) = call(op, body).await;
+        assert_eq!(status, 400, "{op} {body}");
+        assert_eq!(v["__type"], "ValidationException", "{op} {body}: {v}");
+        let message = v["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("Value null at '{member}'")),
+            "{op}: {message}"
+        );
+    }
+}

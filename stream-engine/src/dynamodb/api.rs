@@ -2,12 +2,13 @@
 
 use super::expr::{self, Path};
 use super::legacy;
-use super::value::{Item, item_from_json, item_to_json};
+use super::requests::*;
+use super::value::{Item, item_from_map, item_to_json};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::ApiError;
 use parking_lot::{Mutex, RwLock};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
@@ -38,30 +39,22 @@ pub fn handle(
     operation: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
-    let body = if body.is_empty() {
-        b"{}" as &[u8]
-    } else {
-        body
-    };
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::serialization(format!("Malformed request body: {e}")))?;
-    let v = obj(&value)?;
     let out = match operation {
-        "CreateTable" => core.create_table(v)?,
-        "DescribeTable" => core.describe_table(v)?,
-        "DeleteTable" => core.delete_table(v)?,
-        "ListTables" => core.list_tables(v)?,
-        "PutItem" => core.put_item(v)?,
-        "GetItem" => core.get_item(v)?,
-        "UpdateItem" => core.update_item(v)?,
-        "DeleteItem" => core.delete_item(v)?,
-        "Scan" => core.scan(v)?,
-        "BatchWriteItem" => core.batch_write_item(v, faults)?,
-        "BatchGetItem" => core.batch_get_item(v, faults)?,
-        "Query" => core.query(v)?,
-        "TransactWriteItems" => core.transact_write_items(v)?,
-        "TransactGetItems" => core.transact_get_items(v)?,
-        "UpdateTable" => core.update_table(v)?,
+        "CreateTable" => core.create_table(parse(body)?)?,
+        "DescribeTable" => core.describe_table(parse(body)?)?,
+        "DeleteTable" => core.delete_table(parse(body)?)?,
+        "ListTables" => core.list_tables(parse(body)?)?,
+        "PutItem" => core.put_item(parse(body)?)?,
+        "GetItem" => core.get_item(parse(body)?)?,
+        "UpdateItem" => core.update_item(parse(body)?)?,
+        "DeleteItem" => core.delete_item(parse(body)?)?,
+        "Scan" => core.scan(parse(body)?)?,
+        "BatchWriteItem" => core.batch_write_item(parse(body)?, faults)?,
+        "BatchGetItem" => core.batch_get_item(parse(body)?, faults)?,
+        "Query" => core.query(parse(body)?)?,
+        "TransactWriteItems" => core.transact_write_items(parse(body)?)?,
+        "TransactGetItems" => core.transact_get_items(parse(body)?)?,
+        "UpdateTable" => core.update_table(parse(body)?)?,
         other => {
             return Err(ApiError::new(
                 "UnknownOperationException",
@@ -115,8 +108,8 @@ impl DynamoCore {
     }
 
     /// A table ready for item operations.
-    fn active(&self, v: &Map<String, Value>) -> Result<Arc<Table>, ApiError> {
-        self.active_named(table_name(v)?)
+    fn active(&self, name: &Option<String>) -> Result<Arc<Table>, ApiError> {
+        self.active_named(table_name(name)?)
     }
 
     /// Fails unless `t` is still the table registered under its name.
@@ -138,31 +131,30 @@ impl DynamoCore {
         Ok(t)
     }
 
-    fn create_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let name = table_name(v)?;
-        let schema = v.get("KeySchema").and_then(Value::as_array).ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'keySchema' failed to satisfy constraint: Member must not be null")
-        })?;
-        let defs = v.get("AttributeDefinitions").and_then(Value::as_array).ok_or_else(|| {
-            ApiError::validation("1 validation error detected: Value null at 'attributeDefinitions' failed to satisfy constraint: Member must not be null")
-        })?;
+    fn create_table(&self, v: CreateTableReq) -> Result<Value, ApiError> {
+        let name = table_name(&v.table_name)?;
+        let schema = v
+            .key_schema
+            .as_ref()
+            .ok_or_else(|| null_member("keySchema"))?;
+        let defs = v
+            .attribute_definitions
+            .as_ref()
+            .ok_or_else(|| null_member("attributeDefinitions"))?;
         let types = super::schema::attribute_types(defs)?;
         let (hash, range) = super::schema::key_schema(schema, &types)?;
         let now = self.clock.now_ms();
         let ready_at_ms = now + self.config.table_delay.as_millis() as u64;
-        let billing_is_provisioned = opt_str(v, "BillingMode")?.is_none_or(|b| b == "PROVISIONED");
-        let indexes = match v.get("GlobalSecondaryIndexes") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|i| super::schema::parse_index(i, &types, ready_at_ms, billing_is_provisioned))
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(_) => {
-                return Err(ApiError::serialization(
-                    "GlobalSecondaryIndexes must be a list",
-                ));
-            }
-        };
+        let billing = v
+            .billing_mode
+            .clone()
+            .unwrap_or_else(|| "PROVISIONED".to_owned());
+        let indexes = v
+            .global_secondary_indexes
+            .iter()
+            .flatten()
+            .map(|i| super::schema::parse_index(i, &types, ready_at_ms, billing == "PROVISIONED"))
+            .collect::<Result<Vec<_>, _>>()?;
         // Every defined attribute must be a key of the table or of an index.
         let mut used: Vec<&str> = vec![hash.name.as_str()];
         used.extend(range.as_ref().map(|r| r.name.as_str()));
@@ -175,19 +167,15 @@ impl DynamoCore {
                 "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions",
             ));
         }
-        let billing = opt_str(v, "BillingMode")?
-            .unwrap_or("PROVISIONED")
-            .to_owned();
         let provisioned = match billing.as_str() {
             "PAY_PER_REQUEST" => (0, 0),
             "PROVISIONED" => {
-                let p = v.get("ProvisionedThroughput").and_then(Value::as_object);
-                let units = |f: &str| {
-                    p.and_then(|p| p.get(f))
-                        .and_then(Value::as_i64)
-                        .filter(|n| *n >= 1)
-                };
-                match (units("ReadCapacityUnits"), units("WriteCapacityUnits")) {
+                let p = v.provisioned_throughput.as_ref();
+                let units = |f: fn(&Throughput) -> Option<i64>| p.and_then(f).filter(|n| *n >= 1);
+                match (
+                    units(|p| p.read_capacity_units),
+                    units(|p| p.write_capacity_units),
+                ) {
                     (Some(r), Some(w)) => (r, w),
                     _ => {
                         return Err(ApiError::validation(
@@ -228,13 +216,13 @@ impl DynamoCore {
         Ok(json!({ "TableDescription": desc }))
     }
 
-    fn describe_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let t = self.table(table_name(v)?)?;
+    fn describe_table(&self, v: TableReq) -> Result<Value, ApiError> {
+        let t = self.table(table_name(&v.table_name)?)?;
         Ok(json!({ "Table": t.description(self.status(&t), self.clock.now_ms()) }))
     }
 
-    fn delete_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let name = table_name(v)?;
+    fn delete_table(&self, v: TableReq) -> Result<Value, ApiError> {
+        let name = table_name(&v.table_name)?;
         let t = self
             .tables
             .write()
@@ -243,14 +231,14 @@ impl DynamoCore {
         Ok(json!({ "TableDescription": t.description("DELETING", self.clock.now_ms()) }))
     }
 
-    fn list_tables(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let limit = v.get("Limit").and_then(Value::as_i64).unwrap_or(100);
+    fn list_tables(&self, v: ListTablesReq) -> Result<Value, ApiError> {
+        let limit = v.limit.unwrap_or(100);
         if !(1..=100).contains(&limit) {
             return Err(ApiError::validation(format!(
                 "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 100"
             )));
         }
-        let start = opt_str(v, "ExclusiveStartTableName")?;
+        let start = v.exclusive_start_table_name.as_deref();
         let tables = self.tables.read();
         let mut names: Vec<&String> = tables
             .keys()
@@ -265,17 +253,18 @@ impl DynamoCore {
         Ok(out)
     }
 
-    fn put_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let legacy = legacy::uses_legacy(v, &["Expected", "ConditionalOperator"])?;
-        let t = self.active(v)?;
-        let item = required_item(v, "Item", "item")?;
-        let rv = return_values(v, &["NONE", "ALL_OLD"])?;
-        let all_old = on_failure_all_old(v)?;
-        let mut ctx = context(v)?;
+    fn put_item(&self, v: ItemReq) -> Result<Value, ApiError> {
+        let legacy =
+            legacy::uses_legacy(&v.legacy, &v.exprs, &["Expected", "ConditionalOperator"])?;
+        let t = self.active(&v.table_name)?;
+        let item = required_item(&v.item, "item")?;
+        let rv = return_values(&v.return_values, &["NONE", "ALL_OLD"])?;
+        let all_old = on_failure_all_old(&v.return_values_on_condition_check_failure)?;
+        let mut ctx = context(&v.exprs)?;
         let cond = if legacy {
-            legacy::expected(v)?
+            legacy::expected(&v.legacy)?
         } else {
-            condition(v, &mut ctx)?
+            condition(&v.exprs, &mut ctx)?
         };
         ctx.check_all_used()?;
         let key = t.key_from_item(&item)?;
@@ -291,23 +280,15 @@ impl DynamoCore {
         })
     }
 
-    fn get_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let legacy = legacy::uses_legacy(v, &["AttributesToGet"])?;
-        let t = self.active(v)?;
-        let key = required_item(v, "Key", "key")?;
-        if let Some(c) = v.get("ConsistentRead")
-            && !c.is_boolean()
-            && !c.is_null()
-        {
-            return Err(ApiError::serialization("ConsistentRead must be a boolean"));
-        }
-        let mut ctx = context(v)?;
+    fn get_item(&self, v: ItemReq) -> Result<Value, ApiError> {
+        let legacy = legacy::uses_legacy(&v.legacy, &v.exprs, &["AttributesToGet"])?;
+        let t = self.active(&v.table_name)?;
+        let key = required_item(&v.key, "key")?;
+        let mut ctx = context(&v.exprs)?;
         let projection = if legacy {
-            legacy::attributes_to_get(v)?
+            legacy::attributes_to_get(&v.legacy)?
         } else {
-            opt_str(v, "ProjectionExpression")?
-                .map(|p| expr::parse_projection(p, &mut ctx))
-                .transpose()?
+            projection(&v.exprs, &mut ctx)?
         };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key)?;
@@ -324,24 +305,33 @@ impl DynamoCore {
         })
     }
 
-    fn update_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let legacy =
-            legacy::uses_legacy(v, &["Expected", "ConditionalOperator", "AttributeUpdates"])?;
-        let t = self.active(v)?;
-        let key_item = required_item(v, "Key", "key")?;
+    fn update_item(&self, v: ItemReq) -> Result<Value, ApiError> {
+        let legacy = legacy::uses_legacy(
+            &v.legacy,
+            &v.exprs,
+            &["Expected", "ConditionalOperator", "AttributeUpdates"],
+        )?;
+        let t = self.active(&v.table_name)?;
+        let key_item = required_item(&v.key, "key")?;
         let rv = return_values(
-            v,
+            &v.return_values,
             &["NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"],
         )?;
-        let all_old = on_failure_all_old(v)?;
-        let mut ctx = context(v)?;
+        let all_old = on_failure_all_old(&v.return_values_on_condition_check_failure)?;
+        let mut ctx = context(&v.exprs)?;
         let (update, cond) = if legacy {
-            (legacy::attribute_updates(v)?, legacy::expected(v)?)
+            (
+                legacy::attribute_updates(&v.legacy)?,
+                legacy::expected(&v.legacy)?,
+            )
         } else {
-            let update = opt_str(v, "UpdateExpression")?
+            let update = v
+                .exprs
+                .update_expression
+                .as_deref()
                 .map(|u| expr::parse_update(u, &mut ctx))
                 .transpose()?;
-            (update, condition(v, &mut ctx)?)
+            (update, condition(&v.exprs, &mut ctx)?)
         };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
@@ -376,17 +366,18 @@ impl DynamoCore {
         })
     }
 
-    fn delete_item(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let legacy = legacy::uses_legacy(v, &["Expected", "ConditionalOperator"])?;
-        let t = self.active(v)?;
-        let key_item = required_item(v, "Key", "key")?;
-        let rv = return_values(v, &["NONE", "ALL_OLD"])?;
-        let all_old = on_failure_all_old(v)?;
-        let mut ctx = context(v)?;
+    fn delete_item(&self, v: ItemReq) -> Result<Value, ApiError> {
+        let legacy =
+            legacy::uses_legacy(&v.legacy, &v.exprs, &["Expected", "ConditionalOperator"])?;
+        let t = self.active(&v.table_name)?;
+        let key_item = required_item(&v.key, "key")?;
+        let rv = return_values(&v.return_values, &["NONE", "ALL_OLD"])?;
+        let all_old = on_failure_all_old(&v.return_values_on_condition_check_failure)?;
+        let mut ctx = context(&v.exprs)?;
         let cond = if legacy {
-            legacy::expected(v)?
+            legacy::expected(&v.legacy)?
         } else {
-            condition(v, &mut ctx)?
+            condition(&v.exprs, &mut ctx)?
         };
         ctx.check_all_used()?;
         let key = t.key_from_key(&key_item)?;
@@ -400,25 +391,15 @@ impl DynamoCore {
         })
     }
 
-    fn scan(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let legacy =
-            legacy::uses_legacy(v, &["ScanFilter", "ConditionalOperator", "AttributesToGet"])?;
-        let t = self.active(v)?;
-        let limit = match v.get("Limit") {
-            None | Some(Value::Null) => usize::MAX,
-            Some(l) => match l.as_i64() {
-                Some(n) if n >= 1 => n as usize,
-                _ => {
-                    return Err(ApiError::validation(
-                        "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-                    ));
-                }
-            },
-        };
-        let segment = match (
-            v.get("Segment").and_then(Value::as_i64),
-            v.get("TotalSegments").and_then(Value::as_i64),
-        ) {
+    fn scan(&self, v: ReadReq) -> Result<Value, ApiError> {
+        let legacy = legacy::uses_legacy(
+            &v.legacy,
+            &v.exprs,
+            &["ScanFilter", "ConditionalOperator", "AttributesToGet"],
+        )?;
+        let t = self.active(&v.table_name)?;
+        let limit = super::query::limit_of(v.limit)?;
+        let segment = match (v.segment, v.total_segments) {
             (None, None) => None,
             (Some(s), Some(n)) if (1..=1_000_000).contains(&n) && (0..n).contains(&s) => {
                 Some((s as u64, n as u64))
@@ -429,7 +410,7 @@ impl DynamoCore {
                 ));
             }
         };
-        let count_only = match opt_str(v, "Select")? {
+        let count_only = match v.select.as_deref() {
             None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
             Some("COUNT") => true,
             Some(other) => {
@@ -438,24 +419,20 @@ impl DynamoCore {
                 )));
             }
         };
-        let mut ctx = context(v)?;
+        let mut ctx = context(&v.exprs)?;
         let (filter, projection): (Option<expr::Cond>, Option<Vec<Path>>) = if legacy {
             (
-                legacy::filter(v, "ScanFilter")?,
-                legacy::attributes_to_get(v)?,
+                legacy::filter(
+                    v.legacy.scan_filter.as_ref(),
+                    v.legacy.conditional_operator.as_deref(),
+                )?,
+                legacy::attributes_to_get(&v.legacy)?,
             )
         } else {
-            (
-                opt_str(v, "FilterExpression")?
-                    .map(|f| expr::parse_condition("Filter", f, &mut ctx))
-                    .transpose()?,
-                opt_str(v, "ProjectionExpression")?
-                    .map(|p| expr::parse_projection(p, &mut ctx))
-                    .transpose()?,
-            )
+            (filter(&v.exprs, &mut ctx)?, projection(&v.exprs, &mut ctx)?)
         };
         ctx.check_all_used()?;
-        if let Some(name) = opt_str(v, "IndexName")? {
+        if let Some(name) = v.index_name.as_deref() {
             let index = t.readable_index(name, self.clock.now_ms())?;
             if segment.is_some() {
                 return Err(ApiError::validation(
@@ -470,11 +447,11 @@ impl DynamoCore {
                 projection: projection.as_deref(),
                 count_only,
             };
-            return super::query::query_index(&t, &index, v, page);
+            return super::query::query_index(&t, &index, v.exclusive_start_key.as_ref(), page);
         }
-        let start = match v.get("ExclusiveStartKey") {
-            None | Some(Value::Null) => None,
-            Some(k) => Some(t.key_from_key(&item_from_json(k)?)?),
+        let start = match &v.exclusive_start_key {
+            None => None,
+            Some(k) => Some(t.key_from_key(&item_from_map(k)?)?),
         };
         let items = t.items.lock();
         let range = match &start {

@@ -5,23 +5,20 @@
 use super::api::DynamoCore;
 use super::expr;
 use super::request::*;
-use super::value::{Item, item_from_json, item_to_json};
+use super::requests::{BatchGetReq, BatchWriteReq, Echoed};
+use super::value::{Item, item_from_map, item_to_json};
 use crate::error::ApiError;
 use crate::faults::{FaultKind, Faults};
 use serde_json::{Map, Value, json};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Most requests in one `BatchWriteItem`.
 const MAX_BATCH_WRITE: usize = 25;
 /// Most keys in one `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
 
-fn request_items(v: &Map<String, Value>) -> Result<&Map<String, Value>, ApiError> {
-    let items = v.get("RequestItems").and_then(Value::as_object).ok_or_else(|| {
-        ApiError::validation(
-            "1 validation error detected: Value null at 'requestItems' failed to satisfy constraint: Member must not be null",
-        )
-    })?;
+fn request_items<T>(items: Option<BTreeMap<String, T>>) -> Result<BTreeMap<String, T>, ApiError> {
+    let items = items.ok_or_else(|| null_member("requestItems"))?;
     if items.is_empty() {
         return Err(ApiError::validation(
             "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
@@ -53,41 +50,28 @@ enum Write {
 impl DynamoCore {
     pub(super) fn batch_write_item(
         &self,
-        v: &Map<String, Value>,
+        v: BatchWriteReq,
         faults: &Faults,
     ) -> Result<Value, ApiError> {
-        let items = request_items(v)?;
+        let items = request_items(v.request_items)?;
         // Validate everything before writing anything.
         let mut plan = Vec::new();
         let mut count = 0;
         for (table, requests) in items {
-            let t = self.active_named(table)?;
-            let requests = requests.as_array().ok_or_else(|| {
-                ApiError::serialization("RequestItems values must be lists of write requests")
-            })?;
+            let t = self.active_named(&table)?;
             let mut keys = HashSet::new();
             let mut writes = Vec::with_capacity(requests.len());
             for r in requests {
                 count += 1;
-                let r = r
-                    .as_object()
-                    .ok_or_else(|| ApiError::serialization("a write request must be an object"))?;
-                let write = match (r.get("PutRequest"), r.get("DeleteRequest")) {
+                let Echoed { raw, parsed } = r;
+                let write = match (parsed.put_request, parsed.delete_request) {
                     (Some(p), None) => {
-                        let p = p.as_object().ok_or_else(|| {
-                            ApiError::serialization("PutRequest must be an object")
-                        })?;
-                        let item = required_item(p, "Item", "item")?;
+                        let item = required_item(&p.item, "item")?;
                         check_size(&item)?;
                         t.check_index_keys(&item)?;
                         Write::Put(item)
                     }
-                    (None, Some(d)) => {
-                        let d = d.as_object().ok_or_else(|| {
-                            ApiError::serialization("DeleteRequest must be an object")
-                        })?;
-                        Write::Delete(required_item(d, "Key", "key")?)
-                    }
+                    (None, Some(d)) => Write::Delete(required_item(&d.key, "key")?),
                     _ => {
                         return Err(ApiError::validation(
                             "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
@@ -103,25 +87,22 @@ impl DynamoCore {
                         "Provided list of item keys contains duplicates",
                     ));
                 }
-                writes.push((key, write, r.clone()));
+                writes.push((key, write, raw));
             }
-            plan.push((table.as_str(), t, writes));
+            plan.push((table, t, writes));
         }
         if count > MAX_BATCH_WRITE {
             return Err(ApiError::validation(format!(
                 "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: [Member must have length less than or equal to {MAX_BATCH_WRITE}, Member must have length greater than or equal to 1]"
             )));
         }
-        let names: Vec<&str> = plan.iter().map(|(n, _, _)| *n).collect();
+        let names: Vec<&str> = plan.iter().map(|(n, _, _)| n.as_str()).collect();
         let throttled = throttled_tables(faults, "BatchWriteItem", &names);
         let mut unprocessed = Map::new();
         for (name, t, writes) in plan {
-            if throttled.contains(name) {
-                let raw: Vec<Value> = writes
-                    .into_iter()
-                    .map(|(_, _, r)| Value::Object(r))
-                    .collect();
-                unprocessed.insert(name.to_owned(), Value::from(raw));
+            if throttled.contains(&name) {
+                let raw: Vec<Value> = writes.into_iter().map(|(_, _, r)| r).collect();
+                unprocessed.insert(name.clone(), Value::from(raw));
                 continue;
             }
             let mut items = t.items.lock();
@@ -141,63 +122,61 @@ impl DynamoCore {
 
     pub(super) fn batch_get_item(
         &self,
-        v: &Map<String, Value>,
+        v: BatchGetReq,
         faults: &Faults,
     ) -> Result<Value, ApiError> {
-        let items = request_items(v)?;
+        let items = request_items(v.request_items)?;
         let mut plan = Vec::new();
         let mut count = 0;
         for (table, spec) in items {
-            let t = self.active_named(table)?;
-            let spec = spec
-                .as_object()
-                .ok_or_else(|| ApiError::serialization("RequestItems values must be objects"))?;
-            let keys = spec.get("Keys").and_then(Value::as_array).ok_or_else(|| {
-                ApiError::validation(
-                    "1 validation error detected: Value null at 'keys' failed to satisfy constraint: Member must not be null",
-                )
-            })?;
-            let legacy = super::legacy::uses_legacy(spec, &["AttributesToGet"])?;
-            let mut ctx = context(spec)?;
+            let t = self.active_named(&table)?;
+            let Echoed {
+                raw,
+                parsed: request,
+            } = spec;
+            let keys = request.keys.as_ref().ok_or_else(|| null_member("keys"))?;
+            let legacy =
+                super::legacy::uses_legacy(&request.legacy, &request.exprs, &["AttributesToGet"])?;
+            let mut ctx = context(&request.exprs)?;
             let projection = if legacy {
-                super::legacy::attributes_to_get(spec)?
+                super::legacy::attributes_to_get(&request.legacy)?
             } else {
-                opt_str(spec, "ProjectionExpression")?
-                    .map(|p| expr::parse_projection(p, &mut ctx))
-                    .transpose()?
+                projection(&request.exprs, &mut ctx)?
             };
             ctx.check_all_used()?;
             let mut seen = HashSet::new();
             let mut parsed = Vec::with_capacity(keys.len());
             for k in keys {
                 count += 1;
-                let key_item = item_from_json(k)?;
+                let key_item = item_from_map(k)?;
                 let key = t.key_from_key(&key_item)?;
                 if !seen.insert(key.clone()) {
                     return Err(ApiError::validation(
                         "Provided list of item keys contains duplicates",
                     ));
                 }
-                parsed.push((key, k.clone()));
+                parsed.push((key, Value::Object(k.clone())));
             }
-            plan.push((table.as_str(), t, parsed, projection, spec.clone()));
+            plan.push((table, t, parsed, projection, raw));
         }
         if count > MAX_BATCH_GET {
             return Err(ApiError::validation(format!(
                 "Too many items requested for the BatchGetItem call: at most {MAX_BATCH_GET}"
             )));
         }
-        let names: Vec<&str> = plan.iter().map(|(n, ..)| *n).collect();
+        let names: Vec<&str> = plan.iter().map(|(n, ..)| n.as_str()).collect();
         let throttled = throttled_tables(faults, "BatchGetItem", &names);
         let mut responses = Map::new();
         let mut unprocessed = Map::new();
         for (name, t, keys, projection, mut spec) in plan {
-            if throttled.contains(name) {
-                spec.insert(
-                    "Keys".into(),
-                    Value::from(keys.into_iter().map(|(_, k)| k).collect::<Vec<_>>()),
-                );
-                unprocessed.insert(name.to_owned(), Value::Object(spec));
+            if throttled.contains(&name) {
+                if let Value::Object(spec) = &mut spec {
+                    spec.insert(
+                        "Keys".into(),
+                        Value::from(keys.into_iter().map(|(_, k)| k).collect::<Vec<_>>()),
+                    );
+                }
+                unprocessed.insert(name.clone(), spec);
                 continue;
             }
             let items = t.items.lock();
@@ -209,7 +188,7 @@ impl DynamoCore {
                     None => item_to_json(item),
                 })
                 .collect();
-            responses.insert(name.to_owned(), Value::from(found));
+            responses.insert(name, Value::from(found));
         }
         Ok(json!({ "Responses": responses, "UnprocessedKeys": unprocessed }))
     }

@@ -3,9 +3,10 @@
 
 use super::api::DynamoCore;
 use super::request::*;
+use super::requests::UpdateTableReq;
 use super::schema::{attribute_types, parse_index};
 use crate::error::ApiError;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 /// Most global secondary indexes on one table.
 const MAX_INDEXES: usize = 20;
@@ -13,22 +14,18 @@ const MAX_INDEXES: usize = 20;
 impl DynamoCore {
     /// `UpdateTable`: `GlobalSecondaryIndexUpdates` (`Create`, `Delete`), new attribute
     /// definitions, billing mode.
-    pub(super) fn update_table(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
-        let t = self.active_named(table_name(v)?)?;
+    pub(super) fn update_table(&self, v: UpdateTableReq) -> Result<Value, ApiError> {
+        let t = self.active_named(table_name(&v.table_name)?)?;
         let mut types = t.attr_types.lock().clone();
-        if let Some(defs) = v.get("AttributeDefinitions").and_then(Value::as_array) {
+        if let Some(defs) = &v.attribute_definitions {
             types.extend(attribute_types(defs)?);
         }
         let now = self.now_ms();
         let ready = now + self.table_delay_ms();
         let mut indexes = t.indexes.lock();
-        if let Some(updates) = v
-            .get("GlobalSecondaryIndexUpdates")
-            .and_then(Value::as_array)
-        {
+        if let Some(updates) = &v.global_secondary_index_updates {
             for u in updates {
-                let u = obj(u)?;
-                if let Some(create) = u.get("Create") {
+                if let Some(create) = &u.create {
                     let index = parse_index(create, &types, ready, t.billing == "PROVISIONED")?;
                     if indexes.iter().any(|i| i.name == index.name) {
                         return Err(ApiError::validation(format!(
@@ -43,8 +40,8 @@ impl DynamoCore {
                         )));
                     }
                     indexes.push(index);
-                } else if let Some(delete) = u.get("Delete") {
-                    let name = req_str(obj(delete)?, "IndexName")?;
+                } else if let Some(delete) = &u.delete {
+                    let name = required(&delete.index_name, "indexName")?;
                     let before = indexes.len();
                     indexes.retain(|i| i.name != name);
                     if indexes.len() == before {

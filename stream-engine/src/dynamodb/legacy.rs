@@ -5,60 +5,47 @@
 //! structures the expressions parse into, so both forms share one evaluator.
 
 use super::expr::{CmpOp, Cond, Operand, Path, PathElem, SetOperand, SetValue, Update};
-use super::value::{AttrValue, item_from_json};
+use super::requests::{Exprs, Legacy, LegacyCondition};
+use super::value::AttrValue;
 use crate::error::ApiError;
-use serde_json::{Map, Value};
-
-/// The legacy parameters.
-const LEGACY: [&str; 7] = [
-    "Expected",
-    "AttributeUpdates",
-    "ConditionalOperator",
-    "ScanFilter",
-    "QueryFilter",
-    "AttributesToGet",
-    "KeyConditions",
-];
-
-/// The expression parameters.
-const EXPRESSIONS: [&str; 5] = [
-    "ConditionExpression",
-    "UpdateExpression",
-    "ProjectionExpression",
-    "FilterExpression",
-    "KeyConditionExpression",
-];
-
-fn present<'a>(v: &Map<String, Value>, names: &[&'a str]) -> Vec<&'a str> {
-    names
-        .iter()
-        .copied()
-        .filter(|n| v.get(*n).is_some_and(|x| !x.is_null()))
-        .collect()
-}
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Whether the request uses legacy parameters; fails when it mixes them with expression
 /// parameters, or names legacy parameters this operation does not take, as DynamoDB does.
-pub fn uses_legacy(v: &Map<String, Value>, allowed: &[&str]) -> Result<bool, ApiError> {
-    let legacy = present(v, &LEGACY);
-    if legacy.is_empty() {
+pub(super) fn uses_legacy(
+    legacy: &Legacy,
+    exprs: &Exprs,
+    allowed: &[&str],
+) -> Result<bool, ApiError> {
+    let present = legacy.present();
+    if present.is_empty() {
         return Ok(false);
     }
-    let expressions = present(v, &EXPRESSIONS);
+    let expressions = exprs.present();
     if !expressions.is_empty() {
         return Err(ApiError::validation(format!(
             "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {{{}}} Expression parameters: {{{}}}",
-            legacy.join(", "),
+            present.join(", "),
             expressions.join(", ")
         )));
     }
-    if let Some(bad) = legacy.iter().find(|l| !allowed.contains(l)) {
+    if let Some(bad) = present.iter().find(|l| !allowed.contains(l)) {
         return Err(ApiError::validation(format!(
             "The parameter {bad} is not supported by this operation"
         )));
     }
-    for attrs in ["ExpressionAttributeNames", "ExpressionAttributeValues"] {
-        if v.get(attrs).is_some_and(|x| !x.is_null()) {
+    for (attrs, set) in [
+        (
+            "ExpressionAttributeNames",
+            exprs.expression_attribute_names.is_some(),
+        ),
+        (
+            "ExpressionAttributeValues",
+            exprs.expression_attribute_values.is_some(),
+        ),
+    ] {
+        if set {
             return Err(ApiError::validation(format!(
                 "{attrs} can only be specified when using expressions"
             )));
@@ -71,25 +58,10 @@ fn attr(name: &str) -> Path {
     vec![PathElem::Attr(name.to_owned())]
 }
 
-fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ApiError> {
-    v.as_object()
-        .ok_or_else(|| ApiError::serialization(format!("{what} must be an object")))
-}
-
-fn one_value(v: &Value) -> Result<AttrValue, ApiError> {
-    let mut wrapped = Map::new();
-    wrapped.insert("v".into(), v.clone());
-    item_from_json(&Value::Object(wrapped))?
-        .remove("v")
-        .ok_or_else(|| ApiError::serialization("an AttributeValue is required"))
-}
-
-fn value_list(spec: &Map<String, Value>) -> Result<Vec<AttrValue>, ApiError> {
-    match spec.get("AttributeValueList") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(list)) => list.iter().map(one_value).collect(),
-        Some(_) => Err(ApiError::serialization("AttributeValueList must be a list")),
-    }
+fn value_list(list: Option<&Vec<Value>>) -> Result<Vec<AttrValue>, ApiError> {
+    list.map_or(Ok(Vec::new()), |l| {
+        l.iter().map(AttrValue::from_json).collect()
+    })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -206,16 +178,8 @@ fn comparison(name: &str, op: &str, values: Vec<AttrValue>) -> Result<Cond, ApiE
     })
 }
 
-fn combine(conds: Vec<Cond>, v: &Map<String, Value>) -> Result<Option<Cond>, ApiError> {
-    let op = match v.get("ConditionalOperator") {
-        None | Some(Value::Null) => "AND",
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => {
-            return Err(ApiError::serialization(
-                "ConditionalOperator must be a string",
-            ));
-        }
-    };
+fn combine(conds: Vec<Cond>, operator: Option<&str>) -> Result<Option<Cond>, ApiError> {
+    let op = operator.unwrap_or("AND");
     if !["AND", "OR"].contains(&op) {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{op}' at 'conditionalOperator' failed to satisfy constraint: Member must satisfy enum value set: [AND, OR]"
@@ -235,45 +199,44 @@ fn combine(conds: Vec<Cond>, v: &Map<String, Value>) -> Result<Option<Cond>, Api
 }
 
 /// The condition of an `Expected` parameter (with `ConditionalOperator`), if any.
-pub fn expected(v: &Map<String, Value>) -> Result<Option<Cond>, ApiError> {
-    let Some(expected) = v.get("Expected").filter(|x| !x.is_null()) else {
-        if v.get("ConditionalOperator").is_some_and(|x| !x.is_null()) {
+pub(super) fn expected(l: &Legacy) -> Result<Option<Cond>, ApiError> {
+    let operator = l.conditional_operator.as_deref();
+    let Some(expected) = &l.expected else {
+        if operator.is_some() {
             return Err(invalid(
                 "ConditionalOperator can only be used when Filter or Expected has two or more elements",
             ));
         }
         return Ok(None);
     };
-    let expected = object(expected, "Expected")?;
-    if v.get("ConditionalOperator").is_some_and(|x| !x.is_null()) && expected.len() < 2 {
+    if operator.is_some() && expected.len() < 2 {
         return Err(invalid(
             "ConditionalOperator can only be used when Filter or Expected has two or more elements",
         ));
     }
     let mut conds = Vec::with_capacity(expected.len());
     for (name, spec) in expected {
-        let spec = object(spec, "an ExpectedAttributeValue")?;
         let value = spec
-            .get("Value")
+            .value
+            .as_ref()
             .filter(|x| !x.is_null())
-            .map(one_value)
+            .map(AttrValue::from_json)
             .transpose()?;
-        let exists = match spec.get("Exists") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => return Err(ApiError::serialization("Exists must be a boolean")),
-        };
-        let op = spec.get("ComparisonOperator").and_then(Value::as_str);
-        if let Some(op) = op {
+        let exists = spec.exists;
+        if let Some(op) = &spec.comparison_operator {
             if value.is_some() || exists.is_some() {
                 return Err(invalid(format!(
                     "Value or Exists cannot be used with ComparisonOperator for Attribute: {name}"
                 )));
             }
-            conds.push(comparison(name, op, value_list(spec)?)?);
+            conds.push(comparison(
+                name,
+                op,
+                value_list(spec.attribute_value_list.as_ref())?,
+            )?);
             continue;
         }
-        if spec.contains_key("AttributeValueList") {
+        if spec.attribute_value_list.is_some() {
             return Err(invalid(format!(
                 "AttributeValueList can only be used with a ComparisonOperator for Attribute: {name}"
             )));
@@ -297,50 +260,52 @@ pub fn expected(v: &Map<String, Value>) -> Result<Option<Cond>, ApiError> {
             }
         });
     }
-    combine(conds, v)
+    combine(conds, operator)
 }
 
 /// The filter of a `ScanFilter` or `QueryFilter` parameter (with `ConditionalOperator`).
-pub fn filter(v: &Map<String, Value>, field: &str) -> Result<Option<Cond>, ApiError> {
-    let Some(filter) = v.get(field).filter(|x| !x.is_null()) else {
+pub(super) fn filter(
+    filter: Option<&BTreeMap<String, LegacyCondition>>,
+    operator: Option<&str>,
+) -> Result<Option<Cond>, ApiError> {
+    let Some(filter) = filter else {
         return Ok(None);
     };
-    let filter = object(filter, field)?;
-    if v.get("ConditionalOperator").is_some_and(|x| !x.is_null()) && filter.len() < 2 {
+    if operator.is_some() && filter.len() < 2 {
         return Err(invalid(
             "ConditionalOperator can only be used when Filter or Expected has two or more elements",
         ));
     }
     let mut conds = Vec::with_capacity(filter.len());
     for (name, spec) in filter {
-        let spec = object(spec, "a Condition")?;
-        let op = spec
-            .get("ComparisonOperator")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                ApiError::validation(
-                    "1 validation error detected: Value null at 'comparisonOperator' failed to satisfy constraint: Member must not be null",
-                )
-            })?;
-        conds.push(comparison(name, op, value_list(spec)?)?);
+        let op = spec.comparison_operator.as_deref().ok_or_else(|| {
+            ApiError::validation(
+                "1 validation error detected: Value null at 'comparisonOperator' failed to satisfy constraint: Member must not be null",
+            )
+        })?;
+        conds.push(comparison(
+            name,
+            op,
+            value_list(spec.attribute_value_list.as_ref())?,
+        )?);
     }
-    combine(conds, v)
+    combine(conds, operator)
 }
 
 /// The update of an `AttributeUpdates` parameter.
-pub fn attribute_updates(v: &Map<String, Value>) -> Result<Option<Update>, ApiError> {
-    let Some(updates) = v.get("AttributeUpdates").filter(|x| !x.is_null()) else {
+pub(super) fn attribute_updates(l: &Legacy) -> Result<Option<Update>, ApiError> {
+    let Some(updates) = &l.attribute_updates else {
         return Ok(None);
     };
     let mut u = Update::default();
-    for (name, spec) in object(updates, "AttributeUpdates")? {
-        let spec = object(spec, "an AttributeValueUpdate")?;
+    for (name, spec) in updates {
         let value = spec
-            .get("Value")
+            .value
+            .as_ref()
             .filter(|x| !x.is_null())
-            .map(one_value)
+            .map(AttrValue::from_json)
             .transpose()?;
-        let action = spec.get("Action").and_then(Value::as_str).unwrap_or("PUT");
+        let action = spec.action.as_deref().unwrap_or("PUT");
         match (action, value) {
             ("PUT", Some(value)) => u
                 .set
@@ -404,30 +369,22 @@ pub fn attribute_updates(v: &Map<String, Value>) -> Result<Option<Update>, ApiEr
 }
 
 /// The projection of an `AttributesToGet` parameter (top-level attribute names).
-pub fn attributes_to_get(v: &Map<String, Value>) -> Result<Option<Vec<Path>>, ApiError> {
-    match v.get("AttributesToGet") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(names)) => {
-            if names.is_empty() {
-                return Err(ApiError::validation(
-                    "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1",
-                ));
-            }
-            let mut paths = Vec::with_capacity(names.len());
-            for n in names {
-                let n = n.as_str().ok_or_else(|| {
-                    ApiError::serialization("AttributesToGet must be a list of strings")
-                })?;
-                let p = attr(n);
-                if paths.contains(&p) {
-                    return Err(invalid(format!("Duplicate value in attribute name: {n}")));
-                }
-                paths.push(p);
-            }
-            Ok(Some(paths))
-        }
-        Some(_) => Err(ApiError::serialization(
-            "AttributesToGet must be a list of strings",
-        )),
+pub(super) fn attributes_to_get(l: &Legacy) -> Result<Option<Vec<Path>>, ApiError> {
+    let Some(names) = &l.attributes_to_get else {
+        return Ok(None);
+    };
+    if names.is_empty() {
+        return Err(ApiError::validation(
+            "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ));
     }
+    let mut paths = Vec::with_capacity(names.len());
+    for n in names {
+        let p = attr(n);
+        if paths.contains(&p) {
+            return Err(invalid(format!("Duplicate value in attribute name: {n}")));
+        }
+        paths.push(p);
+    }
+    Ok(Some(paths))
 }

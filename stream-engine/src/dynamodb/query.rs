@@ -6,10 +6,11 @@ use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
 
 use super::legacy;
 use super::request::*;
+use super::requests::{Attrs, ReadReq};
 use super::table::{Index, Key, KeyAttr, KeyPart, Table};
-use super::value::{AttrValue, Item, item_from_json};
+use super::value::{AttrValue, Item, item_from_map};
 use crate::error::ApiError;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::ops::Bound;
 
 fn invalid_key_condition(why: &str) -> ApiError {
@@ -89,31 +90,22 @@ fn hash_value(
     t.key_part(hash_attr, Some(&hash), false)
 }
 
-fn limit_of(v: &Map<String, Value>) -> Result<usize, ApiError> {
-    match v.get("Limit") {
-        None | Some(Value::Null) => Ok(usize::MAX),
-        Some(l) => match l.as_i64() {
-            Some(n) if n >= 1 => Ok(n as usize),
-            _ => Err(ApiError::validation(
-                "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
-            )),
-        },
+/// A `Limit` (at least 1; none is no limit).
+pub(super) fn limit_of(limit: Option<i64>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(usize::MAX),
+        Some(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(_) => Err(ApiError::validation(
+            "1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        )),
     }
-}
-
-/// Legacy `KeyConditions` as one condition (always `AND`).
-fn legacy_key_conditions(v: &Map<String, Value>) -> Result<Option<Cond>, ApiError> {
-    let mut only_keys = Map::new();
-    if let Some(k) = v.get("KeyConditions") {
-        only_keys.insert("KeyConditions".into(), k.clone());
-    }
-    legacy::filter(&only_keys, "KeyConditions")
 }
 
 impl DynamoCore {
-    pub(super) fn query(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
+    pub(super) fn query(&self, v: ReadReq) -> Result<Value, ApiError> {
         let legacy = legacy::uses_legacy(
-            v,
+            &v.legacy,
+            &v.exprs,
             &[
                 "KeyConditions",
                 "QueryFilter",
@@ -121,12 +113,12 @@ impl DynamoCore {
                 "AttributesToGet",
             ],
         )?;
-        let t = self.active_named(table_name(v)?)?;
-        let index = match opt_str(v, "IndexName")? {
+        let t = self.active_named(table_name(&v.table_name)?)?;
+        let index = match v.index_name.as_deref() {
             None => None,
             Some(name) => {
                 let index = t.readable_index(name, self.now_ms())?;
-                if v.get("ConsistentRead").and_then(Value::as_bool) == Some(true) {
+                if v.consistent_read == Some(true) {
                     return Err(ApiError::validation(
                         "Consistent reads are not supported on global secondary indexes",
                     ));
@@ -134,17 +126,9 @@ impl DynamoCore {
                 Some(index)
             }
         };
-        let limit = limit_of(v)?;
-        let forward = match v.get("ScanIndexForward") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(ApiError::serialization(
-                    "ScanIndexForward must be a boolean",
-                ));
-            }
-        };
-        let count_only = match opt_str(v, "Select")? {
+        let limit = limit_of(v.limit)?;
+        let forward = v.scan_index_forward.unwrap_or(true);
+        let count_only = match v.select.as_deref() {
             None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
             Some("ALL_PROJECTED_ATTRIBUTES") if index.is_some() => false,
             Some("ALL_PROJECTED_ATTRIBUTES") => {
@@ -159,28 +143,28 @@ impl DynamoCore {
                 )));
             }
         };
-        let mut ctx = context(v)?;
+        let mut ctx = context(&v.exprs)?;
         let (key_cond, filter, projection): (Cond, Option<Cond>, Option<Vec<Path>>) = if legacy {
-            let key = legacy_key_conditions(v)?.ok_or_else(|| {
+            // Key conditions are always joined with AND.
+            let key = legacy::filter(v.legacy.key_conditions.as_ref(), None)?.ok_or_else(|| {
                 ApiError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
             })?;
             (
                 key,
-                legacy::filter(v, "QueryFilter")?,
-                legacy::attributes_to_get(v)?,
+                legacy::filter(
+                    v.legacy.query_filter.as_ref(),
+                    v.legacy.conditional_operator.as_deref(),
+                )?,
+                legacy::attributes_to_get(&v.legacy)?,
             )
         } else {
-            let key = opt_str(v, "KeyConditionExpression")?.ok_or_else(|| {
+            let key = v.exprs.key_condition_expression.as_deref().ok_or_else(|| {
                 ApiError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
             })?;
             (
                 expr::parse_condition("KeyCondition", key, &mut ctx)?,
-                opt_str(v, "FilterExpression")?
-                    .map(|f| expr::parse_condition("Filter", f, &mut ctx))
-                    .transpose()?,
-                opt_str(v, "ProjectionExpression")?
-                    .map(|p| expr::parse_projection(p, &mut ctx))
-                    .transpose()?,
+                filter(&v.exprs, &mut ctx)?,
+                projection(&v.exprs, &mut ctx)?,
             )
         };
         ctx.check_all_used()?;
@@ -194,14 +178,14 @@ impl DynamoCore {
                 projection: projection.as_deref(),
                 count_only,
             };
-            return query_index(&t, index, v, page);
+            return query_index(&t, index, v.exclusive_start_key.as_ref(), page);
         }
         reject_key_filter(filter.as_ref(), &[&t.hash], [&t.range, &None])?;
         let hash = hash_value(&t, &t.hash, t.range.as_ref(), &key_cond)?;
-        let start: Option<Key> = match v.get("ExclusiveStartKey") {
-            None | Some(Value::Null) => None,
+        let start: Option<Key> = match &v.exclusive_start_key {
+            None => None,
             Some(k) => {
-                let key = t.key_from_key(&item_from_json(k)?)?;
+                let key = t.key_from_key(&item_from_map(k)?)?;
                 if key.0 != hash {
                     return Err(ApiError::validation(
                         "The provided starting key does not match the range key predicate",
@@ -264,7 +248,7 @@ pub(super) struct Page<'a> {
 pub(super) fn query_index(
     t: &Table,
     index: &Index,
-    v: &Map<String, Value>,
+    exclusive_start_key: Option<&Attrs>,
     page: Page<'_>,
 ) -> Result<Value, ApiError> {
     let hash = page
@@ -286,10 +270,10 @@ pub(super) fn query_index(
     if !page.forward {
         found.reverse();
     }
-    let start: Option<Order> = match v.get("ExclusiveStartKey") {
-        None | Some(Value::Null) => None,
+    let start: Option<Order> = match exclusive_start_key {
+        None => None,
         Some(k) => {
-            let item = item_from_json(k)?;
+            let item = item_from_map(k)?;
             let key = t.key_from_key(&t.key_item(&item))?;
             let hash = t.key_part(&index.hash, item.get(&index.hash.name), false)?;
             let range = match &index.range {

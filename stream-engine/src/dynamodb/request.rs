@@ -1,8 +1,9 @@
 //! Reading request members: names, values, conditions, return values, and the errors
 //! DynamoDB gives for them.
 
-use super::expr::{self, Context};
-use super::value::{AttrValue, Item, item_from_json, item_size, item_to_json};
+use super::expr::{self, Context, Path};
+use super::requests::{Attrs, Exprs};
+use super::value::{AttrValue, Item, item_from_map, item_size, item_to_json};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -10,41 +11,20 @@ use std::collections::HashMap;
 /// Largest item, in bytes (400 KB).
 pub const MAX_ITEM_SIZE: usize = 400 * 1024;
 
-pub(super) fn obj(v: &Value) -> Result<&Map<String, Value>, ApiError> {
-    v.as_object()
-        .ok_or_else(|| ApiError::serialization("The request body must be a JSON object"))
+/// A required string member, named `member` in DynamoDB's message when it is missing.
+pub(super) fn required<'a>(value: &'a Option<String>, member: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| null_member(member))
 }
 
-pub(super) fn opt_str<'a>(
-    v: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match v.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::serialization(format!("{field} must be a string"))),
-    }
+/// DynamoDB's answer to a required member left out (`member` as its messages spell it).
+pub(super) fn null_member(member: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+    ))
 }
 
-pub(super) fn req_str<'a>(v: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
-    opt_str(v, field)?.ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-            lower_first(field)
-        ))
-    })
-}
-
-pub(super) fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-pub(super) fn table_name(v: &Map<String, Value>) -> Result<&str, ApiError> {
-    let name = req_str(v, "TableName")?;
+pub(super) fn table_name(name: &Option<String>) -> Result<&str, ApiError> {
+    let name = required(name, "tableName")?;
     let len = name.chars().count();
     if !(3..=255).contains(&len)
         || !name
@@ -58,28 +38,11 @@ pub(super) fn table_name(v: &Map<String, Value>) -> Result<&str, ApiError> {
     Ok(name)
 }
 
-pub(super) fn context(v: &Map<String, Value>) -> Result<Context, ApiError> {
-    let names: HashMap<String, String> = match v.get("ExpressionAttributeNames") {
-        None | Some(Value::Null) => HashMap::new(),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| {
-                v.as_str()
-                    .map(|s| (k.clone(), s.to_owned()))
-                    .ok_or_else(|| {
-                        ApiError::serialization("ExpressionAttributeNames values must be strings")
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::serialization(
-                "ExpressionAttributeNames must be an object",
-            ));
-        }
-    };
-    let values: HashMap<String, AttrValue> = match v.get("ExpressionAttributeValues") {
-        None | Some(Value::Null) => HashMap::new(),
-        Some(other) => item_from_json(other)?.into_iter().collect(),
+pub(super) fn context(e: &Exprs) -> Result<Context, ApiError> {
+    let names: HashMap<String, String> = e.expression_attribute_names.clone().unwrap_or_default();
+    let values: HashMap<String, AttrValue> = match &e.expression_attribute_values {
+        None => HashMap::new(),
+        Some(m) => item_from_map(m)?.into_iter().collect(),
     };
     for k in names.keys() {
         if !k.starts_with('#') {
@@ -98,8 +61,8 @@ pub(super) fn context(v: &Map<String, Value>) -> Result<Context, ApiError> {
     Ok(Context::new(names, values))
 }
 
-pub(super) fn return_values(v: &Map<String, Value>, allowed: &[&str]) -> Result<String, ApiError> {
-    let rv = opt_str(v, "ReturnValues")?.unwrap_or("NONE");
+pub(super) fn return_values(rv: &Option<String>, allowed: &[&str]) -> Result<String, ApiError> {
+    let rv = rv.as_deref().unwrap_or("NONE");
     if !["NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW"].contains(&rv) {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{rv}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]"
@@ -114,8 +77,8 @@ pub(super) fn return_values(v: &Map<String, Value>, allowed: &[&str]) -> Result<
     Ok(rv.to_owned())
 }
 
-pub(super) fn on_failure_all_old(v: &Map<String, Value>) -> Result<bool, ApiError> {
-    match opt_str(v, "ReturnValuesOnConditionCheckFailure")? {
+pub(super) fn on_failure_all_old(value: &Option<String>) -> Result<bool, ApiError> {
+    match value.as_deref() {
         None | Some("NONE") => Ok(false),
         Some("ALL_OLD") => Ok(true),
         Some(other) => Err(ApiError::validation(format!(
@@ -138,25 +101,31 @@ pub(super) fn condition_failed(old: Option<&Item>, all_old: bool) -> ApiError {
 }
 
 /// A required item-shaped member (`Item`, `Key`), named `member` in messages.
-pub(super) fn required_item(
-    v: &Map<String, Value>,
-    field: &str,
-    member: &str,
-) -> Result<Item, ApiError> {
-    item_from_json(v.get(field).ok_or_else(|| {
-        ApiError::validation(format!(
-            "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
-        ))
-    })?)
+pub(super) fn required_item(value: &Option<Attrs>, member: &str) -> Result<Item, ApiError> {
+    item_from_map(value.as_ref().ok_or_else(|| null_member(member))?)
 }
 
 /// The request's `ConditionExpression`, parsed against its names and values.
-pub(super) fn condition(
-    v: &Map<String, Value>,
-    ctx: &mut Context,
-) -> Result<Option<expr::Cond>, ApiError> {
-    opt_str(v, "ConditionExpression")?
+pub(super) fn condition(e: &Exprs, ctx: &mut Context) -> Result<Option<expr::Cond>, ApiError> {
+    e.condition_expression
+        .as_deref()
         .map(|c| expr::parse_condition("Condition", c, ctx))
+        .transpose()
+}
+
+/// The request's `ProjectionExpression`, parsed against its names.
+pub(super) fn projection(e: &Exprs, ctx: &mut Context) -> Result<Option<Vec<Path>>, ApiError> {
+    e.projection_expression
+        .as_deref()
+        .map(|p| expr::parse_projection(p, ctx))
+        .transpose()
+}
+
+/// The request's `FilterExpression`, parsed against its names and values.
+pub(super) fn filter(e: &Exprs, ctx: &mut Context) -> Result<Option<expr::Cond>, ApiError> {
+    e.filter_expression
+        .as_deref()
+        .map(|f| expr::parse_condition("Filter", f, ctx))
         .transpose()
 }
 

@@ -2,21 +2,20 @@
 //! `UpdateTable`.
 
 use super::request::*;
+use super::requests::{AttributeDefinition, IndexSpec, KeySchemaElement};
 use super::table::{Index, KeyAttr, Projection};
 use crate::error::ApiError;
-use serde_json::Value;
 use std::collections::HashMap;
 
 /// A key schema (`HASH` first, then an optional `RANGE`) against attribute definitions.
 pub(super) fn key_schema(
-    schema: &[Value],
+    schema: &[KeySchemaElement],
     types: &HashMap<String, String>,
 ) -> Result<(KeyAttr, Option<KeyAttr>), ApiError> {
     let mut hash = None;
     let mut range = None;
     for (i, k) in schema.iter().enumerate() {
-        let k = obj(k)?;
-        let n = req_str(k, "AttributeName")?;
+        let n = required(&k.attribute_name, "keySchema.member.attributeName")?;
         let kind = types.get(n).cloned().ok_or_else(|| {
             ApiError::validation(format!("One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{n}]"))
         })?;
@@ -24,7 +23,7 @@ pub(super) fn key_schema(
             name: n.to_owned(),
             kind,
         };
-        match (req_str(k, "KeyType")?, i) {
+        match (required(&k.key_type, "keySchema.member.keyType")?, i) {
             ("HASH", 0) => hash = Some(attr),
             ("RANGE", 1) => range = Some(attr),
             _ => {
@@ -40,12 +39,19 @@ pub(super) fn key_schema(
 }
 
 /// `AttributeDefinitions`: name → type.
-pub(super) fn attribute_types(defs: &[Value]) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn attribute_types(
+    defs: &[AttributeDefinition],
+) -> Result<HashMap<String, String>, ApiError> {
     let mut types = HashMap::new();
     for d in defs {
-        let d = obj(d)?;
-        let n = req_str(d, "AttributeName")?;
-        let t = req_str(d, "AttributeType")?;
+        let n = required(
+            &d.attribute_name,
+            "attributeDefinitions.member.attributeName",
+        )?;
+        let t = required(
+            &d.attribute_type,
+            "attributeDefinitions.member.attributeType",
+        )?;
         if !["S", "N", "B"].contains(&t) {
             return Err(ApiError::validation(format!(
                 "1 validation error detected: Value '{t}' at 'attributeDefinitions.member.attributeType' failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
@@ -58,14 +64,13 @@ pub(super) fn attribute_types(defs: &[Value]) -> Result<HashMap<String, String>,
 
 /// One index of `GlobalSecondaryIndexes` or of an `UpdateTable` `Create`.
 pub(super) fn parse_index(
-    spec: &Value,
+    spec: &IndexSpec,
     types: &HashMap<String, String>,
     ready_at_ms: u64,
     provisioned: bool,
 ) -> Result<Index, ApiError> {
-    let spec = obj(spec)?;
-    let name = req_str(spec, "IndexName")?;
-    if provisioned && spec.get("ProvisionedThroughput").is_none_or(Value::is_null) {
+    let name = required(&spec.index_name, "globalSecondaryIndexes.member.indexName")?;
+    if provisioned && spec.provisioned_throughput.is_none() {
         return Err(ApiError::validation(format!(
             "One or more parameter values were invalid: ProvisionedThroughput must be specified for index: {name}"
         )));
@@ -75,27 +80,18 @@ pub(super) fn parse_index(
             "1 validation error detected: Value '{name}' at 'indexName' failed to satisfy constraint: Member must have length between 3 and 255"
         )));
     }
-    let schema = spec.get("KeySchema").and_then(Value::as_array).ok_or_else(|| {
-        ApiError::validation("1 validation error detected: Value null at 'globalSecondaryIndexes.member.keySchema' failed to satisfy constraint: Member must not be null")
-    })?;
+    let schema = spec
+        .key_schema
+        .as_ref()
+        .ok_or_else(|| null_member("globalSecondaryIndexes.member.keySchema"))?;
     let (hash, range) = key_schema(schema, types)?;
-    let p = spec.get("Projection").and_then(Value::as_object);
-    let projection = match p
-        .and_then(|p| p.get("ProjectionType"))
-        .and_then(Value::as_str)
-    {
+    let p = spec.projection.as_ref();
+    let projection = match p.and_then(|p| p.projection_type.as_deref()) {
         None | Some("ALL") => Projection::All,
         Some("KEYS_ONLY") => Projection::KeysOnly,
         Some("INCLUDE") => {
             let attrs = p
-                .and_then(|p| p.get("NonKeyAttributes"))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                })
+                .and_then(|p| p.non_key_attributes.clone())
                 .unwrap_or_default();
             Projection::Include(attrs)
         }

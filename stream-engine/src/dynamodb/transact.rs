@@ -5,6 +5,7 @@
 use super::api::DynamoCore;
 use super::expr::{self, Cond, Path, Update};
 use super::request::*;
+use super::requests::{ItemReq, TransactItem, TransactReq};
 use super::table::{Key, Table};
 use super::value::{Item, item_to_json};
 use crate::error::ApiError;
@@ -30,12 +31,10 @@ struct Action {
     all_old: bool,
 }
 
-fn transact_items(v: &Map<String, Value>) -> Result<&Vec<Value>, ApiError> {
-    let items = v.get("TransactItems").and_then(Value::as_array).ok_or_else(|| {
-        ApiError::validation(
-            "1 validation error detected: Value null at 'transactItems' failed to satisfy constraint: Member must not be null",
-        )
-    })?;
+fn transact_items(v: TransactReq) -> Result<Vec<TransactItem>, ApiError> {
+    let items = v
+        .transact_items
+        .ok_or_else(|| null_member("transactItems"))?;
     if items.is_empty() || items.len() > MAX_TRANSACT_ITEMS {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_TRANSACT_ITEMS} and greater than or equal to 1"
@@ -44,37 +43,42 @@ fn transact_items(v: &Map<String, Value>) -> Result<&Vec<Value>, ApiError> {
     Ok(items)
 }
 
-/// The one member of a transact item (`Put`, `Update`, …), with its name.
-fn only_member<'a>(
-    item: &'a Value,
-    allowed: &[&'static str],
-) -> Result<(&'static str, &'a Map<String, Value>), ApiError> {
-    let obj = item
-        .as_object()
-        .ok_or_else(|| ApiError::serialization("a transact item must be an object"))?;
-    let present: Vec<&'static str> = allowed
-        .iter()
-        .copied()
-        .filter(|k| obj.get(*k).is_some_and(|x| !x.is_null()))
-        .collect();
-    match present.as_slice() {
-        [one] => {
-            let member = obj
-                .get(*one)
-                .and_then(Value::as_object)
-                .ok_or_else(|| ApiError::serialization(format!("{one} must be an object")))?;
-            Ok((one, member))
-        }
-        _ => Err(ApiError::validation(format!(
-            "TransactItems can only contain one of {}",
-            allowed.join(", ")
-        ))),
+/// The one action of a write transaction's item.
+fn write_action(item: TransactItem) -> Result<(&'static str, ItemReq), ApiError> {
+    let only = |what: &'static str, member| Ok((what, member));
+    match (
+        item.put,
+        item.update,
+        item.delete,
+        item.condition_check,
+        item.get,
+    ) {
+        (Some(m), None, None, None, None) => only("Put", m),
+        (None, Some(m), None, None, None) => only("Update", m),
+        (None, None, Some(m), None, None) => only("Delete", m),
+        (None, None, None, Some(m), None) => only("ConditionCheck", m),
+        _ => Err(ApiError::validation(
+            "TransactItems can only contain one of Put, Update, Delete, ConditionCheck",
+        )),
     }
 }
 
-/// Locks the item maps of `tables` in name order and runs `f` with them. Two tables of one
-/// name (one deleted and created again) cannot both be here: callers check
-/// [`DynamoCore::still_registered`] under the locks.
+/// The `Get` of a read transaction's item.
+fn get_action(item: TransactItem) -> Result<ItemReq, ApiError> {
+    match item {
+        TransactItem {
+            get: Some(m),
+            put: None,
+            update: None,
+            delete: None,
+            condition_check: None,
+        } => Ok(m),
+        _ => Err(ApiError::validation(
+            "TransactItems can only contain one of Get",
+        )),
+    }
+}
+
 fn with_locked<T>(
     tables: &[Arc<Table>],
     f: impl FnOnce(&mut BTreeMap<String, parking_lot::MutexGuard<'_, BTreeMap<Key, Item>>>) -> T,
@@ -91,22 +95,25 @@ fn with_locked<T>(
 }
 
 impl DynamoCore {
-    fn transact_action(&self, item: &Value) -> Result<Action, ApiError> {
-        let (kind, m) = only_member(item, &["Put", "Update", "Delete", "ConditionCheck"])?;
-        super::legacy::uses_legacy(m, &[])?;
-        let table = self.active_named(table_name(m)?)?;
-        let all_old = on_failure_all_old(m)?;
-        let mut ctx = context(m)?;
+    fn transact_action(&self, item: TransactItem) -> Result<Action, ApiError> {
+        let (kind, m) = write_action(item)?;
+        super::legacy::uses_legacy(&m.legacy, &m.exprs, &[])?;
+        let table = self.active_named(table_name(&m.table_name)?)?;
+        let all_old = on_failure_all_old(&m.return_values_on_condition_check_failure)?;
+        let mut ctx = context(&m.exprs)?;
         let (key, kind) = match kind {
             "Put" => {
-                let item = required_item(m, "Item", "item")?;
+                let item = required_item(&m.item, "item")?;
                 check_size(&item)?;
                 table.check_index_keys(&item)?;
                 (table.key_from_item(&item)?, Kind::Put(item))
             }
             "Update" => {
-                let key_item = required_item(m, "Key", "key")?;
-                let update = opt_str(m, "UpdateExpression")?
+                let key_item = required_item(&m.key, "key")?;
+                let update = m
+                    .exprs
+                    .update_expression
+                    .as_deref()
                     .map(|u| expr::parse_update(u, &mut ctx))
                     .transpose()?;
                 if update.is_none() {
@@ -120,12 +127,12 @@ impl DynamoCore {
                 )
             }
             "Delete" => {
-                let key_item = required_item(m, "Key", "key")?;
+                let key_item = required_item(&m.key, "key")?;
                 (table.key_from_key(&key_item)?, Kind::Delete)
             }
             _ => {
-                let key_item = required_item(m, "Key", "key")?;
-                if opt_str(m, "ConditionExpression")?.is_none() {
+                let key_item = required_item(&m.key, "key")?;
+                if m.exprs.condition_expression.is_none() {
                     return Err(ApiError::validation(
                         "1 validation error detected: Value null at 'conditionExpression' failed to satisfy constraint: Member must not be null",
                     ));
@@ -133,7 +140,7 @@ impl DynamoCore {
                 (table.key_from_key(&key_item)?, Kind::Check)
             }
         };
-        let cond = condition(m, &mut ctx)?;
+        let cond = condition(&m.exprs, &mut ctx)?;
         ctx.check_all_used()?;
         Ok(Action {
             table,
@@ -144,10 +151,10 @@ impl DynamoCore {
         })
     }
 
-    pub(super) fn transact_write_items(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
+    pub(super) fn transact_write_items(&self, v: TransactReq) -> Result<Value, ApiError> {
         let items = transact_items(v)?;
         let actions: Vec<Action> = items
-            .iter()
+            .into_iter()
             .map(|i| self.transact_action(i))
             .collect::<Result<_, _>>()?;
         let mut seen = HashSet::new();
@@ -258,17 +265,15 @@ impl DynamoCore {
         })
     }
 
-    pub(super) fn transact_get_items(&self, v: &Map<String, Value>) -> Result<Value, ApiError> {
+    pub(super) fn transact_get_items(&self, v: TransactReq) -> Result<Value, ApiError> {
         let items = transact_items(v)?;
         let mut gets: Vec<(Arc<Table>, Key, Option<Vec<Path>>)> = Vec::with_capacity(items.len());
         for item in items {
-            let (_, m) = only_member(item, &["Get"])?;
-            let table = self.active_named(table_name(m)?)?;
-            let key = table.key_from_key(&required_item(m, "Key", "key")?)?;
-            let mut ctx = context(m)?;
-            let projection = opt_str(m, "ProjectionExpression")?
-                .map(|p| expr::parse_projection(p, &mut ctx))
-                .transpose()?;
+            let m = get_action(item)?;
+            let table = self.active_named(table_name(&m.table_name)?)?;
+            let key = table.key_from_key(&required_item(&m.key, "key")?)?;
+            let mut ctx = context(&m.exprs)?;
+            let projection = projection(&m.exprs, &mut ctx)?;
             ctx.check_all_used()?;
             gets.push((table, key, projection));
         }

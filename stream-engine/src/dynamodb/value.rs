@@ -410,10 +410,17 @@ impl AttrValue {
 
 /// Parses an item (a JSON object of attribute values).
 pub fn item_from_json(value: &Value) -> Result<Item, ApiError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| ApiError::serialization("An item must be an object"))?;
-    obj.iter()
+    item_from_map(
+        value
+            .as_object()
+            .ok_or_else(|| ApiError::serialization("An item must be an object"))?,
+    )
+}
+
+/// Parses an item from its attributes' wire values.
+pub fn item_from_map(attrs: &serde_json::Map<String, Value>) -> Result<Item, ApiError> {
+    attrs
+        .iter()
         .map(|(k, v)| Ok((k.clone(), AttrValue::from_json(v)?)))
         .collect()
 }
