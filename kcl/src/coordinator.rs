@@ -1,0 +1,429 @@
+//! The lease coordinator of one worker: its builder, its handle, and the tasks running its
+//! rounds.
+
+use crate::balance::Balancer;
+use crate::config::{CoordinatorConfig, default_worker_id, validate_table_name};
+use crate::discovery::{self, ShardInfo};
+use crate::error::{ConfigError, LeaseError, StartError};
+use crate::events::{LeaseEvents, LostReason};
+use crate::lease::{ExtendedCheckpoint, Lease, LeaseKey};
+use crate::lease_table::{CallPolicy, LeaseTable};
+use crate::metrics::{Count, Counters, MetricsSnapshot};
+use crate::rounds::{Held, Shared};
+use crate::shards::StreamRef;
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Builds a [`Coordinator`].
+#[derive(Debug)]
+pub struct CoordinatorBuilder {
+    dynamodb: aws_sdk_dynamodb::Client,
+    kinesis: aws_sdk_kinesis::Client,
+    table: String,
+    stream: StreamRef,
+    worker_id: Option<String>,
+    config: CoordinatorConfig,
+}
+
+impl CoordinatorBuilder {
+    /// The worker id. Default: the host name and a random suffix.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// The configuration. Default: [`CoordinatorConfig::default`].
+    pub fn config(mut self, config: CoordinatorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Makes the lease table ready (creating it if allowed), creates the leases of an empty
+    /// table, and runs the first take round at once, so unowned leases are held when this
+    /// returns. Then renewals, take rounds and shard syncs run in the background until
+    /// [`Coordinator::shutdown`] (or until every handle is dropped, which stops them without
+    /// releasing, like a crash).
+    pub async fn start(self) -> Result<(Coordinator, LeaseEvents), StartError> {
+        validate_table_name(&self.table)?;
+        self.config.validate()?;
+        let me = self.worker_id.unwrap_or_else(default_worker_id);
+        if me.is_empty() {
+            return Err(ConfigError::EmptyWorkerId.into());
+        }
+        let counters = Arc::new(Counters::default());
+        let policy = CallPolicy {
+            timeout: self.config.call_timeout,
+            attempts: self.config.call_attempts,
+            min_backoff: self.config.retry_backoff,
+        };
+        let table = LeaseTable::new(self.dynamodb, self.table, policy, counters.clone());
+        if self.config.create_table {
+            table.ensure(self.config.table_ready_timeout).await?;
+        } else if let Err(e) = table.list().await {
+            return Err(match e {
+                LeaseError::Service { code, .. } if code.as_deref() == Some("ResourceNotFoundException") => {
+                    LeaseError::TableNotFound {
+                        table: table.name().to_owned(),
+                    }
+                }
+                other => other,
+            }
+            .into());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            balancer: Mutex::new(Balancer::new(
+                me.clone(),
+                self.config.failover_time,
+                self.config.max_leases_per_worker,
+            )),
+            me,
+            table,
+            kinesis: self.kinesis,
+            stream: self.stream,
+            config: self.config,
+            held: Mutex::new(HashMap::new()),
+            events: tx,
+            counters,
+            granting: Mutex::new(HashSet::new()),
+        });
+        let span = tracing::info_span!("kcl_coordinator", worker = %shared.me, table = %shared.table.name());
+        {
+            let _enter = span.enter();
+            tracing::info!("starting");
+        }
+        shared.take_round().await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let renew = shared.config.effective_renew_interval();
+        let take = shared.config.effective_take_interval();
+        let sync = shared.config.shard_sync_interval;
+        let tasks = vec![
+            spawn_every(stop_rx.clone(), renew, shared.clone(), |s| async move {
+                s.renew_round().await;
+            }),
+            spawn_every(stop_rx.clone(), take, shared.clone(), |s| async move {
+                if let Err(e) = s.take_round().await {
+                    tracing::warn!(error = %e, "take round failed");
+                }
+            }),
+            spawn_every(stop_rx, sync, shared.clone(), |s| async move {
+                if let Err(e) = s.sync_round().await {
+                    tracing::warn!(error = %e, "shard sync failed");
+                }
+            }),
+        ];
+        let handle = Arc::new(Tasks {
+            stop: stop_tx,
+            tasks: Mutex::new(tasks),
+        });
+        Ok((
+            Coordinator {
+                shared,
+                tasks: handle,
+            },
+            LeaseEvents { rx },
+        ))
+    }
+}
+
+/// Runs `round` every `every` until `stop` turns true.
+fn spawn_every<F, Fut>(
+    mut stop: watch::Receiver<bool>,
+    every: Duration,
+    shared: Arc<Shared>,
+    round: F,
+) -> JoinHandle<()>
+where
+    F: Fn(Arc<Shared>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut next = Instant::now() + every;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            round(shared.clone()).await;
+            next = (next + every).max(Instant::now());
+        }
+    })
+}
+
+/// The background tasks; stopped (without releasing) when the last handle goes.
+#[derive(Debug)]
+struct Tasks {
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// What [`Coordinator::shutdown`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Leases released.
+    pub released: usize,
+    /// Leases that could not be released (lost meanwhile, or DynamoDB failed); they expire
+    /// after the failover time.
+    pub not_released: usize,
+}
+
+/// The lease coordinator of one worker. Cheap to clone; every clone is the same worker.
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    tasks: Arc<Tasks>,
+}
+
+impl Coordinator {
+    /// A builder: DynamoDB and Kinesis clients, the lease table name and the stream.
+    pub fn builder(
+        dynamodb: aws_sdk_dynamodb::Client,
+        kinesis: aws_sdk_kinesis::Client,
+        lease_table: impl Into<String>,
+        stream: impl Into<StreamRef>,
+    ) -> CoordinatorBuilder {
+        CoordinatorBuilder {
+            dynamodb,
+            kinesis,
+            table: lease_table.into(),
+            stream: stream.into(),
+            worker_id: None,
+            config: CoordinatorConfig::default(),
+        }
+    }
+
+    /// This worker's id.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.me
+    }
+
+    /// The lease table.
+    pub fn lease_table(&self) -> &LeaseTable {
+        &self.shared.table
+    }
+
+    /// The leases held now, as last written or read.
+    pub async fn held_leases(&self) -> Vec<Lease> {
+        let held: Vec<Arc<Held>> = self.shared.held.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(held.len());
+        for h in held {
+            out.push(h.state.lock().await.lease.clone());
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// The keys of the leases held now.
+    pub fn held_keys(&self) -> Vec<LeaseKey> {
+        let mut keys: Vec<LeaseKey> = self.shared.held.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// What this coordinator has done so far.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    fn held(&self, key: &LeaseKey) -> Result<Arc<Held>, LeaseError> {
+        self.shared
+            .held
+            .lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| LeaseError::LeaseLost { key: key.clone() })
+    }
+
+    /// Runs one fenced write on a held lease; a failed fence loses the lease.
+    async fn fenced<F, Fut>(&self, key: &LeaseKey, write: F) -> Result<Lease, LeaseError>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: Future<Output = Result<Lease, LeaseError>>,
+    {
+        let held = self.held(key)?;
+        let mut state = held.state.lock().await;
+        if state.lost {
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        let sent = Instant::now();
+        match write(state.lease.clone()).await {
+            Ok(new) => {
+                state.lease = new.clone();
+                state.renewed_at = sent;
+                Ok(new)
+            }
+            Err(e @ LeaseError::LeaseLost { .. }) => {
+                self.shared.lose(&mut state, LostReason::TakenByOther);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores a checkpoint in a held lease, fenced on its counter and owner. A lease another
+    /// worker took gives [`LeaseError::LeaseLost`] and nothing is written.
+    pub async fn checkpoint(
+        &self,
+        key: &LeaseKey,
+        checkpoint: ExtendedCheckpoint,
+    ) -> Result<Lease, LeaseError> {
+        let table = self.shared.table.clone();
+        let me = self.shared.me.clone();
+        self.fenced(key, |lease| async move {
+            table.checkpoint(&lease, &me, &checkpoint).await
+        })
+        .await
+    }
+
+    /// Stores a pending (prepared) checkpoint in a held lease, fenced like
+    /// [`Coordinator::checkpoint`].
+    pub async fn prepare_checkpoint(
+        &self,
+        key: &LeaseKey,
+        pending: ExtendedCheckpoint,
+    ) -> Result<Lease, LeaseError> {
+        let table = self.shared.table.clone();
+        let me = self.shared.me.clone();
+        self.fenced(key, |lease| async move {
+            table.prepare_checkpoint(&lease, &me, &pending).await
+        })
+        .await
+    }
+
+    /// Completes a requested hand-off (after [`LeaseEvent::HandoffRequested`]
+    /// (crate::LeaseEvent::HandoffRequested) and the processor's checkpoint): the lease goes
+    /// to the requester. `Ok(false)` when no request is on the lease any more.
+    pub async fn hand_off(&self, key: &LeaseKey) -> Result<bool, LeaseError> {
+        let held = self.held(key)?;
+        let mut state = held.state.lock().await;
+        if state.lost {
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        let Some(to) = state.lease.handoff_to.clone() else {
+            self.shared.granting.lock().remove(key);
+            return Ok(false);
+        };
+        match self.shared.table.hand_off(&state.lease, &self.shared.me, &to).await {
+            Ok(_) => {
+                tracing::info!(lease = %key, to = %to, "lease handed off");
+                self.shared.let_go(&mut state, Count::HandedOff);
+                Ok(true)
+            }
+            Err(e @ LeaseError::LeaseLost { .. }) => {
+                // Renewals wait for this lock, so the fence failed because another worker
+                // took the lease or the request was withdrawn or replaced: read again.
+                match self.shared.table.get(key).await? {
+                    Some(fresh) if fresh.owner.as_deref() == Some(self.shared.me.as_str()) => {
+                        state.lease = fresh;
+                        state.announced = None;
+                        self.shared.granting.lock().remove(key);
+                        Ok(false)
+                    }
+                    _ => {
+                        self.shared.lose(&mut state, LostReason::TakenByOther);
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases a held lease (owner removed), so another worker takes it on its next take
+    /// round.
+    pub async fn release(&self, key: &LeaseKey) -> Result<(), LeaseError> {
+        let held = self.held(key)?;
+        let mut state = held.state.lock().await;
+        if state.lost {
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        match self.shared.table.release(&state.lease, &self.shared.me).await {
+            Ok(_) => {
+                self.shared.let_go(&mut state, Count::Released);
+                Ok(())
+            }
+            Err(e @ LeaseError::LeaseLost { .. }) => {
+                self.shared.lose(&mut state, LostReason::TakenByOther);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the lease may start: no parent lease exists whose checkpoint is not
+    /// `SHARD_END`.
+    pub async fn may_start(&self, key: &LeaseKey) -> Result<bool, LeaseError> {
+        let lease = match self.held(key) {
+            Ok(h) => h.state.lock().await.lease.clone(),
+            Err(_) => match self.shared.table.get(key).await? {
+                Some(l) => l,
+                None => return Ok(false),
+            },
+        };
+        let mut parents = Vec::new();
+        for p in lease.parent_keys() {
+            parents.push(self.shared.table.get(&p).await?);
+        }
+        Ok(discovery::may_start(&parents))
+    }
+
+    /// At the end of a shard: creates the child leases (checkpoint `TRIM_HORIZON`, parents
+    /// set) and records them in the parent's `childShardIds`. Repeating it changes nothing.
+    pub async fn shard_ended(&self, key: &LeaseKey, children: &[ShardInfo]) -> Result<(), LeaseError> {
+        for mut child in discovery::child_leases(children) {
+            child.key = key.sibling(child.key.shard_id());
+            self.shared.table.create_if_absent(&child).await?;
+        }
+        let ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+        self.shared.table.add_children(key, &ids).await
+    }
+
+    /// Lists the shards now and creates missing leases (and deletes finished ones whose
+    /// children have started), as the periodic sync does.
+    pub async fn sync_shards(&self) -> Result<(), LeaseError> {
+        self.shared.sync_round().await
+    }
+
+    /// Runs a take round now, as the periodic one does.
+    pub async fn take_now(&self) -> Result<(), LeaseError> {
+        self.shared.take_round().await
+    }
+
+    /// Stops the rounds, then releases every held lease, so other workers take them on their
+    /// next take round instead of waiting out the failover time. Stop the shard consumers
+    /// (and let them checkpoint) first. Calling it again releases nothing more.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.tasks.stop.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = self.tasks.tasks.lock().drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let mut report = ShutdownReport::default();
+        for key in self.held_keys() {
+            match self.release(&key).await {
+                Ok(()) => report.released += 1,
+                Err(e) => {
+                    tracing::warn!(lease = %key, error = %e, "not released at shutdown");
+                    report.not_released += 1;
+                }
+            }
+        }
+        tracing::info!(worker = %self.shared.me, released = report.released, "coordinator shut down");
+        report
+    }
+}
