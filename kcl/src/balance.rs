@@ -124,7 +124,12 @@ impl Balancer {
 
     /// Plans a take round over `leases` (just observed), with `held` the unfinished and
     /// finished leases this worker holds.
-    pub(crate) fn plan(&mut self, leases: &[Lease], held: &HashSet<LeaseKey>, now: Instant) -> Plan {
+    pub(crate) fn plan(
+        &mut self,
+        leases: &[Lease],
+        held: &HashSet<LeaseKey>,
+        now: Instant,
+    ) -> Plan {
         let mut plan = Plan::default();
         let unfinished: Vec<&Lease> = leases.iter().filter(|l| !l.is_finished()).collect();
         let mut live: HashSet<&str> = HashSet::from([self.me.as_str()]);
@@ -151,10 +156,7 @@ impl Balancer {
             }
         }
         mine += plan.adopt.len();
-        let target = unfinished
-            .len()
-            .div_ceil(live.len())
-            .min(self.max_leases);
+        let target = unfinished.len().div_ceil(live.len()).min(self.max_leases);
         self.target = target;
         plan.target = target;
         let mut need = target.saturating_sub(mine);
@@ -204,8 +206,7 @@ impl Balancer {
         }
 
         // New requests, most-loaded owner first, never taking an owner below the target.
-        let mut owners: Vec<(&str, &Vec<&Lease>)> =
-            by_owner.iter().map(|(o, l)| (*o, l)).collect();
+        let mut owners: Vec<(&str, &Vec<&Lease>)> = by_owner.iter().map(|(o, l)| (*o, l)).collect();
         owners.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(b.0)));
         for (owner, owned) in owners {
             if need == 0 {
@@ -324,7 +325,10 @@ mod tests {
             }
         }
         let again = b.plan(&leases, &HashSet::new(), now + Duration::from_secs(1));
-        assert!(again.request.is_empty() && again.steal.is_empty(), "{again:?}");
+        assert!(
+            again.request.is_empty() && again.steal.is_empty(),
+            "{again:?}"
+        );
         // The owners keep renewing, but do not answer within the failover time.
         for l in &mut leases {
             l.counter += 1;

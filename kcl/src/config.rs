@@ -201,7 +201,10 @@ mod tests {
             Err(ConfigError::FailoverNotAboveRenew { .. })
         ));
         let c = CoordinatorConfig::default().max_leases_per_worker(0);
-        assert_eq!(c.validate(), Err(ConfigError::Zero("max_leases_per_worker")));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Zero("max_leases_per_worker"))
+        );
         let c = CoordinatorConfig::default().take_interval(Duration::ZERO);
         assert_eq!(c.validate(), Err(ConfigError::Zero("take_interval")));
         assert!(validate_table_name("").is_err());

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// Builds a [`Coordinator`].
 #[derive(Debug)]
@@ -62,12 +63,14 @@ impl CoordinatorBuilder {
             attempts: self.config.call_attempts,
             min_backoff: self.config.retry_backoff,
         };
-        let table = LeaseTable::new(self.dynamodb, self.table, policy, counters.clone());
+        let table = LeaseTable::with_policy(self.dynamodb, self.table, policy, counters.clone());
         if self.config.create_table {
             table.ensure(self.config.table_ready_timeout).await?;
         } else if let Err(e) = table.list().await {
             return Err(match e {
-                LeaseError::Service { code, .. } if code.as_deref() == Some("ResourceNotFoundException") => {
+                LeaseError::Service { code, .. }
+                    if code.as_deref() == Some("ResourceNotFoundException") =>
+                {
                     LeaseError::TableNotFound {
                         table: table.name().to_owned(),
                     }
@@ -94,25 +97,33 @@ impl CoordinatorBuilder {
             granting: Mutex::new(HashSet::new()),
         });
         let span = tracing::info_span!("kcl_coordinator", worker = %shared.me, table = %shared.table.name());
-        {
-            let _enter = span.enter();
-            tracing::info!("starting");
-        }
-        shared.take_round().await?;
+        shared.take_round().instrument(span.clone()).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let renew = shared.config.effective_renew_interval();
         let take = shared.config.effective_take_interval();
         let sync = shared.config.shard_sync_interval;
         let tasks = vec![
-            spawn_every(stop_rx.clone(), renew, shared.clone(), |s| async move {
-                s.renew_round().await;
-            }),
-            spawn_every(stop_rx.clone(), take, shared.clone(), |s| async move {
-                if let Err(e) = s.take_round().await {
-                    tracing::warn!(error = %e, "take round failed");
-                }
-            }),
-            spawn_every(stop_rx, sync, shared.clone(), |s| async move {
+            spawn_every(
+                stop_rx.clone(),
+                renew,
+                shared.clone(),
+                span.clone(),
+                |s| async move {
+                    s.renew_round().await;
+                },
+            ),
+            spawn_every(
+                stop_rx.clone(),
+                take,
+                shared.clone(),
+                span.clone(),
+                |s| async move {
+                    if let Err(e) = s.take_round().await {
+                        tracing::warn!(error = %e, "take round failed");
+                    }
+                },
+            ),
+            spawn_every(stop_rx, sync, shared.clone(), span, |s| async move {
                 if let Err(e) = s.sync_round().await {
                     tracing::warn!(error = %e, "shard sync failed");
                 }
@@ -137,23 +148,27 @@ fn spawn_every<F, Fut>(
     mut stop: watch::Receiver<bool>,
     every: Duration,
     shared: Arc<Shared>,
+    span: tracing::Span,
     round: F,
 ) -> JoinHandle<()>
 where
     F: Fn(Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    tokio::spawn(async move {
-        let mut next = Instant::now() + every;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = stop.wait_for(|s| *s) => return,
+    tokio::spawn(
+        async move {
+            let mut next = Instant::now() + every;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                round(shared.clone()).await;
+                next = (next + every).max(Instant::now());
             }
-            round(shared.clone()).await;
-            next = (next + every).max(Instant::now());
         }
-    })
+        .instrument(span),
+    )
 }
 
 /// The background tasks; stopped (without releasing) when the last handle goes.
@@ -318,7 +333,12 @@ impl Coordinator {
             self.shared.granting.lock().remove(key);
             return Ok(false);
         };
-        match self.shared.table.hand_off(&state.lease, &self.shared.me, &to).await {
+        match self
+            .shared
+            .table
+            .hand_off(&state.lease, &self.shared.me, &to)
+            .await
+        {
             Ok(_) => {
                 tracing::info!(lease = %key, to = %to, "lease handed off");
                 self.shared.let_go(&mut state, Count::HandedOff);
@@ -352,7 +372,12 @@ impl Coordinator {
         if state.lost {
             return Err(LeaseError::LeaseLost { key: key.clone() });
         }
-        match self.shared.table.release(&state.lease, &self.shared.me).await {
+        match self
+            .shared
+            .table
+            .release(&state.lease, &self.shared.me)
+            .await
+        {
             Ok(_) => {
                 self.shared.let_go(&mut state, Count::Released);
                 Ok(())
@@ -384,7 +409,11 @@ impl Coordinator {
 
     /// At the end of a shard: creates the child leases (checkpoint `TRIM_HORIZON`, parents
     /// set) and records them in the parent's `childShardIds`. Repeating it changes nothing.
-    pub async fn shard_ended(&self, key: &LeaseKey, children: &[ShardInfo]) -> Result<(), LeaseError> {
+    pub async fn shard_ended(
+        &self,
+        key: &LeaseKey,
+        children: &[ShardInfo],
+    ) -> Result<(), LeaseError> {
         for mut child in discovery::child_leases(children) {
             child.key = key.sibling(child.key.shard_id());
             self.shared.table.create_if_absent(&child).await?;
@@ -412,6 +441,18 @@ impl Coordinator {
         let tasks: Vec<JoinHandle<()>> = self.tasks.tasks.lock().drain(..).collect();
         for t in tasks {
             let _ = t.await;
+        }
+        // Leases handed to this worker but not held yet are released too.
+        match self.shared.table.list().await {
+            Ok((leases, _)) => {
+                for lease in leases {
+                    let mine = lease.owner.as_deref() == Some(self.shared.me.as_str());
+                    if mine && !self.shared.held.lock().contains_key(&lease.key) {
+                        self.shared.hold_quietly(lease, Instant::now());
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing leases at shutdown failed"),
         }
         let mut report = ShutdownReport::default();
         for key in self.held_keys() {

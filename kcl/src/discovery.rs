@@ -115,7 +115,10 @@ pub(crate) fn finished_to_delete(shards: &[ShardInfo], leases: &[Lease]) -> Vec<
     let mut children: HashMap<&str, HashSet<&str>> = HashMap::new();
     for s in shards {
         for p in &s.parents {
-            children.entry(p.as_str()).or_default().insert(s.id.as_str());
+            children
+                .entry(p.as_str())
+                .or_default()
+                .insert(s.id.as_str());
         }
     }
     leases
@@ -178,14 +181,25 @@ mod tests {
             merged.parent_shard_ids,
             ["shardId-000000000001", "shardId-000000000002"]
         );
-        assert!(leases.iter().all(|l| l.checkpoint.checkpoint == Checkpoint::TrimHorizon));
+        assert!(
+            leases
+                .iter()
+                .all(|l| l.checkpoint.checkpoint == Checkpoint::TrimHorizon)
+        );
     }
 
     #[test]
     fn latest_leases_the_open_shards_only() {
         let leases = initial_leases(&history(), InitialPosition::Latest);
-        assert_eq!(ids(&leases), ["shardId-000000000003", "shardId-000000000004"]);
-        assert!(leases.iter().all(|l| l.checkpoint.checkpoint == Checkpoint::Latest));
+        assert_eq!(
+            ids(&leases),
+            ["shardId-000000000003", "shardId-000000000004"]
+        );
+        assert!(
+            leases
+                .iter()
+                .all(|l| l.checkpoint.checkpoint == Checkpoint::Latest)
+        );
         // The ancestors left out stay without leases.
         assert!(missing_leases(&history(), &leases).is_empty());
     }
@@ -199,7 +213,10 @@ mod tests {
         // A split child whose lease was never created, the parents still leased.
         leases.retain(|l| l.key.shard_id() != "shardId-000000000003");
         let missing = missing_leases(&history(), &leases);
-        assert_eq!(ids(&missing), ["shardId-000000000003", "shardId-000000000004"]);
+        assert_eq!(
+            ids(&missing),
+            ["shardId-000000000003", "shardId-000000000004"]
+        );
         assert_eq!(missing[0].checkpoint.checkpoint, Checkpoint::TrimHorizon);
         // A table that lost the whole tree gets it all back, parents first.
         let all = missing_leases(&history(), &[]);
@@ -210,7 +227,8 @@ mod tests {
     fn a_finished_parent_goes_only_after_every_child_started() {
         let mut leases = initial_leases(&history(), InitialPosition::TrimHorizon);
         leases[0].checkpoint.checkpoint = Checkpoint::ShardEnd;
-        leases[0].child_shard_ids = vec!["shardId-000000000001".into(), "shardId-000000000002".into()];
+        leases[0].child_shard_ids =
+            vec!["shardId-000000000001".into(), "shardId-000000000002".into()];
         assert!(finished_to_delete(&history(), &leases).is_empty());
         leases[1].checkpoint.checkpoint = Checkpoint::Sequence("5".into());
         assert!(finished_to_delete(&history(), &leases).is_empty());

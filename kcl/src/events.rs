@@ -19,7 +19,7 @@ pub enum LostReason {
 pub enum LeaseEvent {
     /// This worker now holds the lease: start its shard consumer (once
     /// [`Coordinator::may_start`](crate::Coordinator::may_start) says so).
-    Acquired(Lease),
+    Acquired(Box<Lease>),
     /// The lease is no longer held: stop its shard consumer at once, without checkpointing.
     Lost {
         /// The lease.

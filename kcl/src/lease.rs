@@ -209,10 +209,17 @@ mod tests {
         let k = LeaseKey::shard("shardId-000000000001");
         assert_eq!(k.shard_id(), "shardId-000000000001");
         assert_eq!(k.stream_identifier(), None);
-        let m = LeaseKey::multi_stream("123456789012", "orders", 1700000000, "shardId-000000000002");
-        assert_eq!(m.as_str(), "123456789012:orders:1700000000:shardId-000000000002");
+        let m =
+            LeaseKey::multi_stream("123456789012", "orders", 1700000000, "shardId-000000000002");
+        assert_eq!(
+            m.as_str(),
+            "123456789012:orders:1700000000:shardId-000000000002"
+        );
         assert_eq!(m.shard_id(), "shardId-000000000002");
-        assert_eq!(m.stream_identifier(), Some("123456789012:orders:1700000000"));
+        assert_eq!(
+            m.stream_identifier(),
+            Some("123456789012:orders:1700000000")
+        );
         assert_eq!(
             m.sibling("shardId-000000000009").as_str(),
             "123456789012:orders:1700000000:shardId-000000000009"
@@ -221,7 +228,13 @@ mod tests {
 
     #[test]
     fn checkpoints_round_trip_and_reject_garbage() {
-        for c in ["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END", "4959"] {
+        for c in [
+            "TRIM_HORIZON",
+            "LATEST",
+            "AT_TIMESTAMP",
+            "SHARD_END",
+            "4959",
+        ] {
             assert_eq!(Checkpoint::parse(c).map(|c| c.to_string()), Some(c.into()));
         }
         assert_eq!(Checkpoint::parse(""), None);

@@ -81,10 +81,9 @@ impl Reader<'_> {
                 list.sort();
                 Ok(list)
             }
-            Some(other) => Err(self.bad(
-                name,
-                format!("expected a string set (SS), found {other:?}"),
-            )),
+            Some(other) => {
+                Err(self.bad(name, format!("expected a string set (SS), found {other:?}")))
+            }
         }
     }
 
@@ -123,10 +122,7 @@ pub(crate) fn from_item(item: &Item) -> Result<Lease, BadLeaseItem> {
         }
     };
     let r = Reader { item, key };
-    let hash_range = match (
-        r.string(attr::STARTING_HASH)?,
-        r.string(attr::ENDING_HASH)?,
-    ) {
+    let hash_range = match (r.string(attr::STARTING_HASH)?, r.string(attr::ENDING_HASH)?) {
         (Some(start), Some(end)) => Some((start, end)),
         _ => None,
     };
@@ -217,7 +213,10 @@ mod tests {
 
     #[test]
     fn a_lease_round_trips_with_unknown_attributes() {
-        let mut lease = Lease::new(LeaseKey::shard("shardId-000000000003"), Checkpoint::TrimHorizon);
+        let mut lease = Lease::new(
+            LeaseKey::shard("shardId-000000000003"),
+            Checkpoint::TrimHorizon,
+        );
         lease.owner = Some("w1".into());
         lease.counter = 7;
         lease.parent_shard_ids = vec!["shardId-000000000000".into(), "shardId-000000000001".into()];
@@ -230,8 +229,14 @@ mod tests {
             .other
             .insert("throughputKBps".into(), AttributeValue::N("12.5".into()));
         let item = to_item(&lease);
-        assert_eq!(item.get("leaseCounter"), Some(&AttributeValue::N("7".into())));
-        assert!(matches!(item.get("parentShardId"), Some(AttributeValue::Ss(_))));
+        assert_eq!(
+            item.get("leaseCounter"),
+            Some(&AttributeValue::N("7".into()))
+        );
+        assert!(matches!(
+            item.get("parentShardId"),
+            Some(AttributeValue::Ss(_))
+        ));
         assert!(!item.contains_key("childShardIds"));
         assert_eq!(from_item(&item), Ok(lease));
     }

@@ -75,7 +75,7 @@ fn key_of(key: &LeaseKey) -> HashMap<String, AttributeValue> {
 fn used_names(expressions: &[&str]) -> HashMap<String, String> {
     let mut all: Vec<(String, String)> = names().into_iter().collect();
     // Longest first, so `#cp` is not taken for `#c`.
-    all.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    all.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
     let mut used = HashMap::new();
     for e in expressions {
         let mut rest = e.to_string();
@@ -90,7 +90,22 @@ fn used_names(expressions: &[&str]) -> HashMap<String, String> {
 }
 
 impl LeaseTable {
-    pub(crate) fn new(
+    /// A handle on an existing lease table, to read or write leases directly (tools, tests);
+    /// calls time out after 5 s and are tried 5 times.
+    pub fn new(client: Client, name: impl Into<String>) -> Self {
+        Self::with_policy(
+            client,
+            name,
+            CallPolicy {
+                timeout: Duration::from_secs(5),
+                attempts: 5,
+                min_backoff: Duration::from_millis(50),
+            },
+            Arc::new(Counters::default()),
+        )
+    }
+
+    pub(crate) fn with_policy(
         client: Client,
         name: impl Into<String>,
         policy: CallPolicy,
@@ -122,7 +137,10 @@ impl LeaseTable {
         }
         let message = match err.message() {
             Some(m) => m.to_owned(),
-            None => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            None => format!(
+                "{}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
         };
         LeaseError::Service {
             operation,
@@ -270,7 +288,10 @@ impl LeaseTable {
         }
     }
 
-    fn check_schema(&self, t: &aws_sdk_dynamodb::types::TableDescription) -> Result<(), LeaseError> {
+    fn check_schema(
+        &self,
+        t: &aws_sdk_dynamodb::types::TableDescription,
+    ) -> Result<(), LeaseError> {
         let keys = t.key_schema();
         let hash_ok = keys.len() == 1
             && keys[0].attribute_name() == attr::KEY
@@ -524,7 +545,12 @@ impl LeaseTable {
 
     /// Hands a held lease to the worker that asked for it (`handoffTo`), fenced on counter and
     /// owner.
-    pub async fn hand_off(&self, lease: &Lease, owner: &str, to: &str) -> Result<Lease, LeaseError> {
+    pub async fn hand_off(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        to: &str,
+    ) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(lease, owner);
         values.insert(":to".into(), s(to));
         values.insert(":one".into(), n(1));
@@ -549,7 +575,10 @@ impl LeaseTable {
         owner: &str,
         requester: &str,
     ) -> Result<bool, LeaseError> {
-        let values = HashMap::from([(":owner".to_owned(), s(owner)), (":me".to_owned(), s(requester))]);
+        let values = HashMap::from([
+            (":owner".to_owned(), s(owner)),
+            (":me".to_owned(), s(requester)),
+        ]);
         let written = self
             .update(
                 key,
@@ -571,7 +600,11 @@ impl LeaseTable {
     }
 
     /// Adds `children` to the lease's `childShardIds` (a set: repeating it changes nothing).
-    pub async fn add_children(&self, key: &LeaseKey, children: &[String]) -> Result<(), LeaseError> {
+    pub async fn add_children(
+        &self,
+        key: &LeaseKey,
+        children: &[String],
+    ) -> Result<(), LeaseError> {
         if children.is_empty() {
             return Ok(());
         }

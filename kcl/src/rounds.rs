@@ -75,22 +75,39 @@ impl Shared {
     /// Starts holding `lease` (just taken, handed over or adopted).
     pub(crate) fn hold(&self, lease: Lease, at: Instant, how: Count) {
         let key = lease.key.clone();
+        if self.insert_held(lease.clone(), at) {
+            self.counters.add(how);
+            tracing::info!(lease = %key, worker = %self.me, ?how, "lease acquired");
+            self.emit(LeaseEvent::Acquired(Box::new(lease)));
+        }
+    }
+
+    /// Holds a lease found owned by this worker at shutdown, only to release it.
+    pub(crate) fn hold_quietly(&self, lease: Lease, at: Instant) {
+        self.insert_held(lease, at);
+    }
+
+    /// Whether the lease was not held before.
+    fn insert_held(&self, lease: Lease, at: Instant) -> bool {
+        let key = lease.key.clone();
         let held = Arc::new(Held {
             state: tokio::sync::Mutex::new(HeldState {
-                lease: lease.clone(),
+                lease,
                 renewed_at: at,
                 lost: false,
                 announced: None,
                 release_asked: false,
             }),
         });
-        let fresh = self.held.lock().insert(key.clone(), held).is_none();
+        let fresh = match self.held.lock().entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(held);
+                true
+            }
+        };
         self.update_gauge();
-        if fresh {
-            self.counters.add(how);
-            tracing::info!(lease = %key, worker = %self.me, ?how, "lease acquired");
-            self.emit(LeaseEvent::Acquired(lease));
-        }
+        fresh
     }
 
     /// Stops holding a lease that is lost, and says so.
@@ -134,7 +151,11 @@ impl Shared {
             self.lose(&mut state, LostReason::NotRenewed);
             return;
         }
-        match self.table.renew(&state.lease, &self.me, Some(deadline)).await {
+        match self
+            .table
+            .renew(&state.lease, &self.me, Some(deadline))
+            .await
+        {
             Ok(new) => {
                 self.counters.renewed(sent.elapsed());
                 state.lease = new;
@@ -206,7 +227,10 @@ impl Shared {
         )
         .await?;
         let leases = discovery::initial_leases(&shards, self.config.initial_position);
-        tracing::info!(count = leases.len(), "creating the leases of an empty table");
+        tracing::info!(
+            count = leases.len(),
+            "creating the leases of an empty table"
+        );
         self.create_all(&leases).await
     }
 
@@ -288,7 +312,9 @@ impl Shared {
                 self.counters.add(Count::Stolen);
                 self.hold(new, Instant::now(), Count::Taken);
             }
-            Err(e) => tracing::debug!(lease = %key, error = %e, "taking an unanswered lease failed"),
+            Err(e) => {
+                tracing::debug!(lease = %key, error = %e, "taking an unanswered lease failed")
+            }
         }
     }
 
@@ -310,7 +336,8 @@ impl Shared {
     /// One shard sync: leases for shards that have none, and finished leases deleted once
     /// their children have started.
     pub(crate) async fn sync_round(&self) -> Result<(), LeaseError> {
-        let shards = list_shards(&self.kinesis, &self.stream, None, self.config.call_attempts).await?;
+        let shards =
+            list_shards(&self.kinesis, &self.stream, None, self.config.call_attempts).await?;
         let (leases, _) = self.table.list().await?;
         if leases.is_empty() {
             return self.bootstrap().await;

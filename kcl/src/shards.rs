@@ -137,13 +137,10 @@ pub(crate) async fn list_shards(
                             return Err(LeaseError::Service {
                                 operation: "ListShards",
                                 code,
-                                message: e
-                                    .message()
-                                    .map(str::to_owned)
-                                    .unwrap_or_else(|| {
-                                        aws_smithy_types::error::display::DisplayErrorContext(&e)
-                                            .to_string()
-                                    }),
+                                message: e.message().map(str::to_owned).unwrap_or_else(|| {
+                                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                                        .to_string()
+                                }),
                             });
                         }
                     }

@@ -17,7 +17,11 @@ async fn the_table_and_its_items_have_the_documented_schema() {
     let engine = engine().await;
     stream(&engine, "schema", 2).await;
     let (c, _events) = start(&engine, "schema-app", "schema", "w1", fast()).await;
-    assert_eq!(c.held_keys().len(), 2, "both leases taken in the first round");
+    assert_eq!(
+        c.held_keys().len(),
+        2,
+        "both leases taken in the first round"
+    );
 
     let table = engine
         .dynamodb_client()
@@ -37,24 +41,51 @@ async fn the_table_and_its_items_have_the_documented_schema() {
         &ScalarAttributeType::S
     );
     assert_eq!(
-        table
-            .billing_mode_summary()
-            .and_then(|b| b.billing_mode()),
+        table.billing_mode_summary().and_then(|b| b.billing_mode()),
         Some(&BillingMode::PayPerRequest)
     );
 
     let items = raw_items(&engine, "schema-app").await;
     assert_eq!(items.len(), 2);
     for item in &items {
-        assert!(item["leaseKey"].as_s().is_ok_and(|k| k.starts_with("shardId-")));
-        assert_eq!(item["leaseOwner"].as_s().ok().map(String::as_str), Some("w1"));
-        assert!(item["leaseCounter"].as_n().is_ok_and(|n| n.parse::<u64>().is_ok()));
-        assert_eq!(item["checkpoint"].as_s().ok().map(String::as_str), Some("TRIM_HORIZON"));
-        assert_eq!(item["checkpointSubSequenceNumber"].as_n().ok().map(String::as_str), Some("0"));
-        assert_eq!(item["ownerSwitchesSinceCheckpoint"].as_n().ok().map(String::as_str), Some("1"));
+        assert!(
+            item["leaseKey"]
+                .as_s()
+                .is_ok_and(|k| k.starts_with("shardId-"))
+        );
+        assert_eq!(
+            item["leaseOwner"].as_s().ok().map(String::as_str),
+            Some("w1")
+        );
+        assert!(
+            item["leaseCounter"]
+                .as_n()
+                .is_ok_and(|n| n.parse::<u64>().is_ok())
+        );
+        assert_eq!(
+            item["checkpoint"].as_s().ok().map(String::as_str),
+            Some("TRIM_HORIZON")
+        );
+        assert_eq!(
+            item["checkpointSubSequenceNumber"]
+                .as_n()
+                .ok()
+                .map(String::as_str),
+            Some("0")
+        );
+        assert_eq!(
+            item["ownerSwitchesSinceCheckpoint"]
+                .as_n()
+                .ok()
+                .map(String::as_str),
+            Some("1")
+        );
         assert!(item["startingHashKey"].as_s().is_ok());
         assert!(item["endingHashKey"].as_s().is_ok());
-        assert!(!item.contains_key("parentShardId"), "no parents on a new stream");
+        assert!(
+            !item.contains_key("parentShardId"),
+            "no parents on a new stream"
+        );
     }
     c.shutdown().await;
 }
@@ -88,11 +119,17 @@ async fn a_java_kcl_lease_is_continued_and_keeps_unknown_attributes() {
         ("leaseKey", s("shardId-000000000000")),
         ("leaseOwner", s("java-worker-1")),
         ("leaseCounter", n(42)),
-        ("checkpoint", s("49590338271490256608559692538361571095921575989136588898")),
+        (
+            "checkpoint",
+            s("49590338271490256608559692538361571095921575989136588898"),
+        ),
         ("checkpointSubSequenceNumber", n(3)),
         ("ownerSwitchesSinceCheckpoint", n(0)),
         ("startingHashKey", s("0")),
-        ("endingHashKey", s("340282366920938463463374607431768211455")),
+        (
+            "endingHashKey",
+            s("340282366920938463463374607431768211455"),
+        ),
         ("javaOnlyAttribute", s("keep me")),
     ]
     .into_iter()
@@ -107,7 +144,10 @@ async fn a_java_kcl_lease_is_continued_and_keeps_unknown_attributes() {
         .expect("java put");
 
     let (c, mut events) = start(&engine, "java-app", "java", "rust-1", fast()).await;
-    assert!(c.held_keys().is_empty(), "the Java worker's lease is not expired yet");
+    assert!(
+        c.held_keys().is_empty(),
+        "the Java worker's lease is not expired yet"
+    );
     let acquired = tokio::time::timeout(Duration::from_secs(10), events.recv())
         .await
         .expect("taken after the failover time")
@@ -150,8 +190,15 @@ async fn a_java_kcl_lease_is_continued_and_keeps_unknown_attributes() {
     assert_eq!(item["checkpointSubSequenceNumber"], n(0));
     assert_eq!(item["ownerSwitchesSinceCheckpoint"], n(0));
     assert!(!item.contains_key("leaseOwner"), "released");
-    let counter: u64 = item["leaseCounter"].as_n().expect("N").parse().expect("u64");
-    assert!(counter >= 45, "take, checkpoint and release each move it: {counter}");
+    let counter: u64 = item["leaseCounter"]
+        .as_n()
+        .expect("N")
+        .parse()
+        .expect("u64");
+    assert!(
+        counter >= 45,
+        "take, checkpoint and release each move it: {counter}"
+    );
     assert_eq!(item["javaOnlyAttribute"], s("keep me"));
 }
 
@@ -185,7 +232,10 @@ async fn a_lease_taken_by_another_worker_is_lost_and_cannot_be_checkpointed() {
         .await
         .expect("intruder takes the lease");
     let err = c
-        .checkpoint(&key, ExtendedCheckpoint::new(Checkpoint::Sequence("5".into())))
+        .checkpoint(
+            &key,
+            ExtendedCheckpoint::new(Checkpoint::Sequence("5".into())),
+        )
         .await
         .expect_err("fenced");
     assert!(matches!(err, LeaseError::LeaseLost { .. }), "{err:?}");
@@ -202,7 +252,11 @@ async fn a_lease_taken_by_another_worker_is_lost_and_cannot_be_checkpointed() {
     );
     assert_eq!(c.held_keys(), vec![LeaseKey::shard("shardId-000000000000")]);
     let item = owners(&engine, "lost-app").await;
-    assert_eq!(item[key.as_str()].as_deref(), Some("intruder"), "nothing written");
+    assert_eq!(
+        item[key.as_str()].as_deref(),
+        Some("intruder"),
+        "nothing written"
+    );
 
     // The other lease: the intruder again, noticed this time by the renewal.
     let other = LeaseKey::shard("shardId-000000000000");
@@ -260,7 +314,10 @@ async fn a_malformed_lease_item_is_skipped_and_the_others_are_taken() {
         .await
         .expect_err("bad item");
     let text = err.to_string();
-    assert!(text.contains("shardId-000000000002") && text.contains("leaseCounter"), "{text}");
+    assert!(
+        text.contains("shardId-000000000002") && text.contains("leaseCounter"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,14 +335,17 @@ async fn invalid_configuration_and_tables_are_refused() {
         .start()
     };
     let err = build("", fast()).await.expect_err("empty name");
-    assert!(matches!(err, StartError::Config(ConfigError::InvalidName(_))), "{err:?}");
-    let err = build(
-        "cfg-app",
-        fast().renew_interval(Duration::from_secs(2)),
-    )
-    .await
-    .expect_err("renew above failover");
-    assert!(matches!(err, StartError::Config(ConfigError::FailoverNotAboveRenew { .. })));
+    assert!(
+        matches!(err, StartError::Config(ConfigError::InvalidName(_))),
+        "{err:?}"
+    );
+    let err = build("cfg-app", fast().renew_interval(Duration::from_secs(2)))
+        .await
+        .expect_err("renew above failover");
+    assert!(matches!(
+        err,
+        StartError::Config(ConfigError::FailoverNotAboveRenew { .. })
+    ));
     let err = build("cfg-app", fast().max_leases_per_worker(0))
         .await
         .expect_err("zero");
@@ -293,7 +353,10 @@ async fn invalid_configuration_and_tables_are_refused() {
     let err = build("missing-app", fast().create_table(false))
         .await
         .expect_err("no table");
-    assert!(matches!(err, StartError::Lease(LeaseError::TableNotFound { .. })), "{err:?}");
+    assert!(
+        matches!(err, StartError::Lease(LeaseError::TableNotFound { .. })),
+        "{err:?}"
+    );
 
     // A table with another key schema is not a lease table.
     let key = aws_sdk_dynamodb::types::KeySchemaElement::builder()
@@ -316,6 +379,11 @@ async fn invalid_configuration_and_tables_are_refused() {
         .send()
         .await
         .expect("create");
-    let err = build("other-table", fast()).await.expect_err("wrong schema");
-    assert!(matches!(err, StartError::Lease(LeaseError::InvalidTable { .. })), "{err:?}");
+    let err = build("other-table", fast())
+        .await
+        .expect_err("wrong schema");
+    assert!(
+        matches!(err, StartError::Lease(LeaseError::InvalidTable { .. })),
+        "{err:?}"
+    );
 }

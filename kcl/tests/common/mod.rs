@@ -146,7 +146,10 @@ where
         if check().await {
             return start.elapsed();
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?}: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -180,10 +183,7 @@ pub async fn owners(engine: &Engine, table: &str) -> HashMap<String, Option<Stri
         .into_iter()
         .filter_map(|item| {
             let key = item.get("leaseKey")?.as_s().ok()?.clone();
-            let owner = item
-                .get("leaseOwner")
-                .and_then(|o| o.as_s().ok())
-                .cloned();
+            let owner = item.get("leaseOwner").and_then(|o| o.as_s().ok()).cloned();
             Some((key, owner))
         })
         .collect()
