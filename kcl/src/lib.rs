@@ -82,6 +82,7 @@ mod events;
 mod lease;
 mod lease_item;
 mod lease_table;
+mod lease_writes;
 mod metrics;
 mod rounds;
 mod shards;

@@ -1,0 +1,241 @@
+//! The fenced writes on one lease: renew, take, checkpoint, release, hand-off and its
+//! request, children. Each is one conditional `UpdateItem` returning the new item.
+
+use crate::error::LeaseError;
+use crate::lease::{ExtendedCheckpoint, Lease, LeaseKey};
+use crate::lease_item::{from_item, n};
+use crate::lease_table::{LeaseTable, Written, key_of, s, used_names};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+impl LeaseTable {
+    /// One conditional `UpdateItem` returning the new item.
+    async fn update(
+        &self,
+        key: &LeaseKey,
+        update: &str,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+        deadline: Option<Instant>,
+    ) -> Result<Written<Lease>, LeaseError> {
+        let names = used_names(&[update, condition]);
+        let out = self
+            .retried("UpdateItem", deadline, || async {
+                match self
+                    .client
+                    .update_item()
+                    .table_name(&self.name)
+                    .set_key(Some(key_of(key)))
+                    .update_expression(update)
+                    .condition_expression(condition)
+                    .set_expression_attribute_names(Some(names.clone()))
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .return_values(ReturnValue::AllNew)
+                    .send()
+                    .await
+                {
+                    Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
+                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+                    Err(e) => Err(self.service_error("UpdateItem", e)),
+                }
+            })
+            .await?;
+        match out {
+            Some(item) => Ok(Written::Done(from_item(&item)?)),
+            None => Ok(Written::ConditionFailed),
+        }
+    }
+
+    fn owned(lease: &Lease, owner: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (":c".to_owned(), n(lease.counter)),
+            (":next".to_owned(), n(lease.counter.saturating_add(1))),
+            (":me".to_owned(), s(owner)),
+        ])
+    }
+
+    /// Renews a held lease (counter + 1), fenced on its counter and owner, trying until
+    /// `deadline`. A failed condition is [`LeaseError::LeaseLost`].
+    pub async fn renew(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Lease, LeaseError> {
+        let written = self
+            .update(
+                &lease.key,
+                "SET #c = :next",
+                "#c = :c AND #o = :me",
+                Self::owned(lease, owner),
+                deadline,
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
+    /// Takes a lease as observed (counter and owner unchanged since): owner set to `new_owner`,
+    /// `ownerSwitchesSinceCheckpoint` + 1, any hand-off request cleared.
+    pub async fn take(&self, observed: &Lease, new_owner: &str) -> Result<Lease, LeaseError> {
+        let mut values = Self::owned(observed, new_owner);
+        values.insert(":one".into(), n(1));
+        values.insert(":zero".into(), n(0));
+        let condition = match &observed.owner {
+            Some(old) => {
+                values.insert(":old".into(), s(old));
+                "#c = :c AND #o = :old"
+            }
+            None => "#c = :c AND attribute_not_exists(#o)",
+        };
+        let written = self
+            .update(
+                &observed.key,
+                "SET #o = :me, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #h",
+                condition,
+                values,
+                None,
+            )
+            .await?;
+        lost_unless_done(written, &observed.key)
+    }
+
+    /// Stores a checkpoint in a held lease (fenced on counter and owner), clearing any pending
+    /// one and `ownerSwitchesSinceCheckpoint`.
+    pub async fn checkpoint(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        checkpoint: &ExtendedCheckpoint,
+    ) -> Result<Lease, LeaseError> {
+        let mut values = Self::owned(lease, owner);
+        values.insert(":cp".into(), s(checkpoint.checkpoint.as_str()));
+        values.insert(":cps".into(), n(checkpoint.sub_sequence));
+        values.insert(":zero".into(), n(0));
+        let written = self
+            .update(
+                &lease.key,
+                "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps",
+                "#c = :c AND #o = :me",
+                values,
+                None,
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
+    /// Stores a pending (prepared) checkpoint in a held lease, fenced on counter and owner.
+    pub async fn prepare_checkpoint(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        pending: &ExtendedCheckpoint,
+    ) -> Result<Lease, LeaseError> {
+        let mut values = Self::owned(lease, owner);
+        values.insert(":p".into(), s(pending.checkpoint.as_str()));
+        values.insert(":ps".into(), n(pending.sub_sequence));
+        let written = self
+            .update(
+                &lease.key,
+                "SET #p = :p, #ps = :ps, #c = :next",
+                "#c = :c AND #o = :me",
+                values,
+                None,
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
+    /// Releases a held lease: owner and hand-off request removed, counter + 1.
+    pub async fn release(&self, lease: &Lease, owner: &str) -> Result<Lease, LeaseError> {
+        let written = self
+            .update(
+                &lease.key,
+                "SET #c = :next REMOVE #o, #h",
+                "#c = :c AND #o = :me",
+                Self::owned(lease, owner),
+                None,
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
+    /// Hands a held lease to the worker that asked for it (`handoffTo`), fenced on counter and
+    /// owner.
+    pub async fn hand_off(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        to: &str,
+    ) -> Result<Lease, LeaseError> {
+        let mut values = Self::owned(lease, owner);
+        values.insert(":to".into(), s(to));
+        values.insert(":one".into(), n(1));
+        values.insert(":zero".into(), n(0));
+        let written = self
+            .update(
+                &lease.key,
+                "SET #o = :to, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #h",
+                "#c = :c AND #o = :me AND #h = :to",
+                values,
+                None,
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
+    /// Asks `owner` to hand the lease to `requester` (sets `handoffTo`, leaves the counter, so
+    /// the owner's renewals go on). Whether the request was recorded.
+    pub async fn request_handoff(
+        &self,
+        key: &LeaseKey,
+        owner: &str,
+        requester: &str,
+    ) -> Result<bool, LeaseError> {
+        let values = HashMap::from([
+            (":owner".to_owned(), s(owner)),
+            (":me".to_owned(), s(requester)),
+        ]);
+        let written = self
+            .update(
+                key,
+                "SET #h = :me",
+                "#o = :owner AND (attribute_not_exists(#h) OR #h = :me)",
+                values,
+                None,
+            )
+            .await?;
+        Ok(matches!(written, Written::Done(_)))
+    }
+
+    /// Withdraws this requester's hand-off request, if it is still there.
+    pub async fn cancel_handoff(&self, key: &LeaseKey, requester: &str) -> Result<(), LeaseError> {
+        let values = HashMap::from([(":me".to_owned(), s(requester))]);
+        self.update(key, "REMOVE #h", "#h = :me", values, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Adds `children` to the lease's `childShardIds` (a set: repeating it changes nothing).
+    pub async fn add_children(
+        &self,
+        key: &LeaseKey,
+        children: &[String],
+    ) -> Result<(), LeaseError> {
+        if children.is_empty() {
+            return Ok(());
+        }
+        let values = HashMap::from([(":ch".to_owned(), AttributeValue::Ss(children.to_vec()))]);
+        self.update(key, "ADD #ch :ch", "attribute_exists(#k)", values, None)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn lost_unless_done(written: Written<Lease>, key: &LeaseKey) -> Result<Lease, LeaseError> {
+    match written {
+        Written::Done(l) => Ok(l),
+        Written::ConditionFailed => Err(LeaseError::LeaseLost { key: key.clone() }),
+    }
+}
