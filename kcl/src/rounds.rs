@@ -67,16 +67,10 @@ impl Shared {
             .collect()
     }
 
-    fn update_gauge(&self) {
-        let n = self.held.lock().len();
-        self.counters.set_held(n);
-    }
-
     /// Starts holding `lease` (just taken, handed over or adopted).
     pub(crate) fn hold(&self, lease: Lease, at: Instant, how: Count) {
         let key = lease.key.clone();
-        if self.insert_held(lease.clone(), at) {
-            self.counters.add(how);
+        if self.insert_held(lease.clone(), at, Some(how)) {
             tracing::info!(lease = %key, worker = %self.me, ?how, "lease acquired");
             self.emit(LeaseEvent::Acquired(Box::new(lease)));
         }
@@ -84,11 +78,12 @@ impl Shared {
 
     /// Holds a lease found owned by this worker at shutdown, only to release it.
     pub(crate) fn hold_quietly(&self, lease: Lease, at: Instant) {
-        self.insert_held(lease, at);
+        self.insert_held(lease, at, None);
     }
 
-    /// Whether the lease was not held before.
-    fn insert_held(&self, lease: Lease, at: Instant) -> bool {
+    /// Whether the lease was not held before. The count moves under the same lock as the
+    /// held set, so a reader never sees one without the other.
+    fn insert_held(&self, lease: Lease, at: Instant, how: Option<Count>) -> bool {
         let key = lease.key.clone();
         let held = Arc::new(Held {
             state: tokio::sync::Mutex::new(HeldState {
@@ -99,14 +94,18 @@ impl Shared {
                 release_asked: false,
             }),
         });
-        let fresh = match self.held.lock().entry(key) {
+        let mut all = self.held.lock();
+        let fresh = match all.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(held);
+                if let Some(how) = how {
+                    self.counters.add(how);
+                }
                 true
             }
         };
-        self.update_gauge();
+        self.counters.set_held(all.len());
         fresh
     }
 
@@ -114,10 +113,7 @@ impl Shared {
     pub(crate) fn lose(&self, state: &mut HeldState, reason: LostReason) {
         state.lost = true;
         let key = state.lease.key.clone();
-        self.held.lock().remove(&key);
-        self.granting.lock().remove(&key);
-        self.update_gauge();
-        self.counters.add(Count::Lost);
+        self.forget_held(&key, Count::Lost);
         tracing::warn!(lease = %key, worker = %self.me, ?reason, "lease lost");
         self.emit(LeaseEvent::Lost { key, reason });
     }
@@ -126,11 +122,20 @@ impl Shared {
     pub(crate) fn let_go(&self, state: &mut HeldState, how: Count) {
         state.lost = true;
         let key = state.lease.key.clone();
-        self.held.lock().remove(&key);
-        self.granting.lock().remove(&key);
-        self.update_gauge();
-        self.counters.add(how);
+        self.forget_held(&key, how);
         tracing::info!(lease = %key, worker = %self.me, ?how, "lease let go");
+    }
+
+    /// Removes a lease from the held set and counts why, under the held lock.
+    fn forget_held(&self, key: &LeaseKey, how: Count) {
+        {
+            let mut all = self.held.lock();
+            if all.remove(key).is_some() {
+                self.counters.add(how);
+            }
+            self.counters.set_held(all.len());
+        }
+        self.granting.lock().remove(key);
     }
 
     /// Renews every held lease once, all at the same time.

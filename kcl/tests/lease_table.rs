@@ -387,3 +387,51 @@ async fn invalid_configuration_and_tables_are_refused() {
         "{err:?}"
     );
 }
+
+/// A new lease table is `CREATING` for the engine's table delay: `start` waits for `ACTIVE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_waits_for_a_new_table_to_become_active() {
+    let engine = stream_engine::Engine::start(
+        stream_engine::EngineConfig {
+            retention_check_interval: None,
+            manual_clock: true,
+            table_delay: Duration::from_secs(5),
+            ..stream_engine::EngineConfig::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("engine");
+    stream(&engine, "slow", 1).await;
+    let (d, k) = (engine.dynamodb_client(), engine.kinesis_client());
+    let starting = tokio::spawn(async move {
+        Coordinator::builder(d, k, "slow-app", "slow")
+            .worker_id("w1")
+            .config(fast())
+            .start()
+            .await
+    });
+    // The table exists but is CREATING until the engine's clock passes the delay.
+    wait_until(Duration::from_secs(10), "table created", || async {
+        engine
+            .dynamodb_client()
+            .describe_table()
+            .table_name("slow-app")
+            .send()
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(
+        !starting.is_finished(),
+        "start returned before the table was ACTIVE"
+    );
+    engine.advance_clock(Duration::from_secs(5));
+    let (c, _e) = tokio::time::timeout(Duration::from_secs(10), starting)
+        .await
+        .expect("start finishes once ACTIVE")
+        .expect("task")
+        .expect("started");
+    assert_eq!(c.held_keys().len(), 1);
+    c.shutdown().await;
+}
