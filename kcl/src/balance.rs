@@ -34,8 +34,9 @@ pub(crate) struct Plan {
     pub adopt: Vec<Lease>,
     /// `(lease, owner)`: ask the owner to hand the lease over.
     pub request: Vec<(LeaseKey, String)>,
-    /// Leases whose owner did not hand off within the failover time: take them from it.
-    pub steal: Vec<LeaseKey>,
+    /// `(lease, owner)`: the owner did not hand off within the failover time: take the lease
+    /// from it (if it still owns it and the request is still this worker's).
+    pub steal: Vec<(LeaseKey, String)>,
     /// Hand-off requests this worker no longer needs: withdraw them.
     pub cancel: Vec<LeaseKey>,
     /// The number of unfinished leases this worker should hold.
@@ -50,7 +51,10 @@ pub(crate) struct Balancer {
     max_leases: usize,
     seen: HashMap<LeaseKey, Seen>,
     requests: HashMap<LeaseKey, Request>,
-    target: usize,
+    /// Unfinished leases and live workers (owners of unexpired leases and this worker) of the
+    /// last plan, for hand-off decisions between take rounds.
+    unfinished: usize,
+    live: HashSet<String>,
 }
 
 impl Balancer {
@@ -61,7 +65,8 @@ impl Balancer {
             max_leases,
             seen: HashMap::new(),
             requests: HashMap::new(),
-            target: usize::MAX,
+            unfinished: 0,
+            live: HashSet::new(),
         }
     }
 
@@ -116,10 +121,18 @@ impl Balancer {
         self.requests.keys().cloned().collect()
     }
 
-    /// Whether to grant a hand-off request: only while this worker would stay at or above
-    /// its target after every grant in progress.
-    pub(crate) fn may_hand_off(&self, held_unfinished: usize, granting: usize) -> bool {
-        held_unfinished.saturating_sub(granting) > self.target
+    /// Whether to grant a hand-off request from `requester`: the target is that of the last
+    /// scan with the requester counted as live (it may hold nothing yet), and this worker
+    /// must stay above it after every grant in progress.
+    pub(crate) fn may_hand_off(
+        &self,
+        held_unfinished: usize,
+        granting: usize,
+        requester: &str,
+    ) -> bool {
+        let live = self.live.len().max(1) + usize::from(!self.live.contains(requester));
+        let target = self.unfinished.div_ceil(live).min(self.max_leases);
+        held_unfinished.saturating_sub(granting) > target
     }
 
     /// Plans a take round over `leases` (just observed), with `held` the unfinished and
@@ -137,10 +150,6 @@ impl Balancer {
         let mut takeable: Vec<(bool, &Lease)> = Vec::new();
         let mut mine = 0usize;
         for l in &unfinished {
-            if let Some(to) = &l.handoff_to {
-                // A requester is alive even while it holds nothing.
-                live.insert(to.as_str());
-            }
             if held.contains(&l.key) {
                 mine += 1;
                 continue;
@@ -157,7 +166,8 @@ impl Balancer {
         }
         mine += plan.adopt.len();
         let target = unfinished.len().div_ceil(live.len()).min(self.max_leases);
-        self.target = target;
+        self.unfinished = unfinished.len();
+        self.live = live.iter().map(|w| (*w).to_owned()).collect();
         plan.target = target;
         let mut need = target.saturating_sub(mine);
 
@@ -168,9 +178,23 @@ impl Balancer {
         }
         need -= plan.take.len();
 
-        // Requests already made: granted, overtaken, timed out, or still pending.
+        // Requests already made: granted, overtaken, timed out, or still pending. A request on
+        // the table this worker has no record of (its write timed out but landed) counts too.
         let by_key: HashMap<&LeaseKey, &Lease> = leases.iter().map(|l| (&l.key, l)).collect();
-        let mut pending: HashMap<String, usize> = HashMap::new();
+        for l in &unfinished {
+            if l.handoff_to.as_deref() == Some(self.me.as_str())
+                && !self.requests.contains_key(&l.key)
+                && let Some(owner) = l.owner.as_deref().filter(|o| *o != self.me)
+            {
+                self.requests.insert(
+                    l.key.clone(),
+                    Request {
+                        owner: owner.to_owned(),
+                        since: now,
+                    },
+                );
+            }
+        }
         let mut keys: Vec<LeaseKey> = self.requests.keys().cloned().collect();
         keys.sort();
         for key in keys {
@@ -182,9 +206,15 @@ impl Balancer {
                 .filter(|l| !l.is_finished() && l.owner.as_deref() == Some(req.owner.as_str()))
                 .filter(|l| !plan.take.iter().any(|t| t.key == l.key));
             let Some(lease) = still_owned else {
-                // Granted, taken by someone, finished or gone: the write that changed the
-                // owner cleared the request.
+                // Granted, taken, finished or gone. A write of ours that changed the owner
+                // cleared the request; one by another client (a Java KCL take) may not have.
                 self.requests.remove(&key);
+                if let Some(l) = by_key.get(&key)
+                    && l.handoff_to.as_deref() == Some(self.me.as_str())
+                    && l.owner.as_deref() != Some(self.me.as_str())
+                {
+                    plan.cancel.push(key.clone());
+                }
                 continue;
             };
             let owner_load = by_owner.get(req.owner.as_str()).map_or(0, Vec::len);
@@ -193,7 +223,7 @@ impl Balancer {
                 plan.cancel.push(key.clone());
                 self.requests.remove(&key);
             } else if now.duration_since(req.since) >= self.failover {
-                plan.steal.push(key.clone());
+                plan.steal.push((key.clone(), req.owner.clone()));
                 self.requests.remove(&key);
                 need -= 1;
                 if let Some(list) = by_owner.get_mut(req.owner.as_str()) {
@@ -201,7 +231,6 @@ impl Balancer {
                 }
             } else {
                 need -= 1;
-                *pending.entry(req.owner.clone()).or_default() += 1;
             }
         }
 
@@ -212,7 +241,8 @@ impl Balancer {
             if need == 0 {
                 break;
             }
-            let asked = pending.get(owner).copied().unwrap_or(0);
+            // Leases already asked for, by any worker, are not spare.
+            let asked = owned.iter().filter(|l| l.handoff_to.is_some()).count();
             let spare = owned.len().saturating_sub(target).saturating_sub(asked);
             let candidates = owned
                 .iter()
@@ -382,6 +412,42 @@ mod tests {
     }
 
     #[test]
+    fn leases_another_worker_asked_for_are_not_asked_again() {
+        let now = Instant::now();
+        let mut b = Balancer::new("w3", Duration::from_secs(10), usize::MAX);
+        let mut leases: Vec<Lease> = (0..4).map(|i| lease(i, Some("w1"), 1)).collect();
+        leases.push(lease(4, Some("w2"), 1));
+        leases.push(lease(5, Some("w2"), 1));
+        // w2 already asked w1 for one lease: w1 (4, target 2) has one more to spare.
+        leases[0].handoff_to = Some("w2".into());
+        b.observe(&leases, now);
+        let plan = b.plan(&leases, &HashSet::new(), now);
+        assert_eq!(plan.target, 2);
+        assert_eq!(plan.request.len(), 1, "{plan:?}");
+        assert_eq!(plan.request[0].1, "w1");
+        assert_ne!(plan.request[0].0, leases[0].key);
+    }
+
+    #[test]
+    fn a_request_found_on_the_table_but_not_remembered_is_followed_up() {
+        let now = Instant::now();
+        let mut b = Balancer::new("w2", Duration::from_secs(10), usize::MAX);
+        let mut leases: Vec<Lease> = (0..4).map(|i| lease(i, Some("w1"), 1)).collect();
+        // Our request's write timed out but landed.
+        leases[0].handoff_to = Some("w2".into());
+        b.observe(&leases, now);
+        let plan = b.plan(&leases, &HashSet::new(), now);
+        assert_eq!(b.outstanding_requests(), vec![leases[0].key.clone()]);
+        assert_eq!(plan.request.len(), 1, "one more, not two: {plan:?}");
+        // A Java worker takes it without clearing the request: withdrawn.
+        leases[0].owner = Some("java".into());
+        leases[0].counter = 2;
+        b.observe(&leases, now);
+        let plan = b.plan(&leases, &HashSet::new(), now);
+        assert!(plan.cancel.contains(&leases[0].key), "{plan:?}");
+    }
+
+    #[test]
     fn hand_off_is_granted_only_above_target() {
         let now = Instant::now();
         let mut b = Balancer::new("w1", Duration::from_secs(10), usize::MAX);
@@ -390,10 +456,12 @@ mod tests {
         let held: HashSet<LeaseKey> = leases.iter().map(|l| l.key.clone()).collect();
         b.observe(&leases, now);
         let plan = b.plan(&leases, &held, now);
-        // The requester counts as live: 4 leases over 2 workers.
-        assert_eq!(plan.target, 2);
-        assert!(b.may_hand_off(4, 0));
-        assert!(b.may_hand_off(4, 1));
-        assert!(!b.may_hand_off(4, 2));
+        // Alone in the table, w1's own target is 4; counting the requester it is 2.
+        assert_eq!(plan.target, 4);
+        assert!(b.may_hand_off(4, 0, "w2"));
+        assert!(b.may_hand_off(4, 1, "w2"));
+        assert!(!b.may_hand_off(4, 2, "w2"));
+        // A stale request does not lower anyone's target for taking.
+        assert_eq!(b.plan(&leases, &held, now).target, 4);
     }
 }

@@ -133,6 +133,9 @@ impl CoordinatorConfig {
             if d.is_zero() {
                 return Err(ConfigError::Zero(name));
             }
+            if d > MAX_INTERVAL {
+                return Err(ConfigError::TooLong(name));
+            }
         }
         if self.max_leases_per_worker == 0 {
             return Err(ConfigError::Zero("max_leases_per_worker"));
@@ -149,6 +152,9 @@ impl CoordinatorConfig {
         Ok(())
     }
 }
+
+/// The longest interval or timeout accepted (a year): longer ones could overflow a clock.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Checks an application or lease table name as DynamoDB does.
 pub(crate) fn validate_table_name(name: &str) -> Result<(), ConfigError> {
@@ -207,6 +213,11 @@ mod tests {
         );
         let c = CoordinatorConfig::default().take_interval(Duration::ZERO);
         assert_eq!(c.validate(), Err(ConfigError::Zero("take_interval")));
+        let c = CoordinatorConfig::default().shard_sync_interval(Duration::MAX);
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TooLong("shard_sync_interval"))
+        );
         assert!(validate_table_name("").is_err());
         assert!(validate_table_name("my app").is_err());
         assert!(validate_table_name("orders-consumer").is_ok());

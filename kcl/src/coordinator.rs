@@ -95,6 +95,8 @@ impl CoordinatorBuilder {
             events: tx,
             counters,
             granting: Mutex::new(HashSet::new()),
+            finished: Mutex::new(HashSet::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let span = tracing::info_span!("kcl_coordinator", worker = %shared.me, table = %shared.table.name());
         shared.take_round().instrument(span.clone()).await?;
@@ -121,6 +123,15 @@ impl CoordinatorBuilder {
                     if let Err(e) = s.take_round().await {
                         tracing::warn!(error = %e, "take round failed");
                     }
+                },
+            ),
+            spawn_every(
+                stop_rx.clone(),
+                renew,
+                shared.clone(),
+                span.clone(),
+                |s| async move {
+                    s.check_requests().await;
                 },
             ),
             spawn_every(stop_rx, sync, shared.clone(), span, |s| async move {
@@ -264,10 +275,18 @@ impl Coordinator {
             .ok_or_else(|| LeaseError::LeaseLost { key: key.clone() })
     }
 
-    /// Runs one fenced write on a held lease; a failed fence loses the lease.
-    async fn fenced<F, Fut>(&self, key: &LeaseKey, write: F) -> Result<Lease, LeaseError>
+    /// Runs one fenced write on a held lease, at most until the lease would expire; a failed
+    /// fence loses the lease unless `keep_on_fence`. `let_go`: the lease is no longer held
+    /// once written.
+    async fn fenced<F, Fut>(
+        &self,
+        key: &LeaseKey,
+        let_go: Option<Count>,
+        keep_on_fence: bool,
+        write: F,
+    ) -> Result<Lease, LeaseError>
     where
-        F: FnOnce(Lease) -> Fut,
+        F: FnOnce(Lease, Instant) -> Fut,
         Fut: Future<Output = Result<Lease, LeaseError>>,
     {
         let held = self.held(key)?;
@@ -276,14 +295,27 @@ impl Coordinator {
             return Err(LeaseError::LeaseLost { key: key.clone() });
         }
         let sent = Instant::now();
-        match write(state.lease.clone()).await {
+        let deadline = state.renewed_at + self.shared.config.failover_time;
+        if sent >= deadline {
+            self.shared.lose(&mut state, LostReason::NotRenewed);
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        match write(state.lease.clone(), deadline).await {
             Ok(new) => {
-                state.lease = new.clone();
-                state.renewed_at = sent;
+                match let_go {
+                    Some(how) => self.shared.let_go(&mut state, how),
+                    None => {
+                        self.shared.note_finished(&new);
+                        state.lease = new.clone();
+                        state.renewed_at = sent;
+                    }
+                }
                 Ok(new)
             }
             Err(e @ LeaseError::LeaseLost { .. }) => {
-                self.shared.lose(&mut state, LostReason::TakenByOther);
+                if !keep_on_fence {
+                    self.shared.lose(&mut state, LostReason::TakenByOther);
+                }
                 Err(e)
             }
             Err(e) => Err(e),
@@ -297,10 +329,11 @@ impl Coordinator {
         key: &LeaseKey,
         checkpoint: ExtendedCheckpoint,
     ) -> Result<Lease, LeaseError> {
-        let table = self.shared.table.clone();
-        let me = self.shared.me.clone();
-        self.fenced(key, |lease| async move {
-            table.checkpoint(&lease, &me, &checkpoint).await
+        let (table, me) = (&self.shared.table, self.shared.me.as_str());
+        self.fenced(key, None, false, |lease, deadline| async move {
+            table
+                .checkpoint(&lease, me, &checkpoint, Some(deadline))
+                .await
         })
         .await
     }
@@ -312,51 +345,72 @@ impl Coordinator {
         key: &LeaseKey,
         pending: ExtendedCheckpoint,
     ) -> Result<Lease, LeaseError> {
-        let table = self.shared.table.clone();
-        let me = self.shared.me.clone();
-        self.fenced(key, |lease| async move {
-            table.prepare_checkpoint(&lease, &me, &pending).await
+        let (table, me) = (&self.shared.table, self.shared.me.as_str());
+        self.fenced(key, None, false, |lease, deadline| async move {
+            table
+                .prepare_checkpoint(&lease, me, &pending, Some(deadline))
+                .await
         })
         .await
     }
 
-    /// Completes a requested hand-off (after [`LeaseEvent::HandoffRequested`]
-    /// (crate::LeaseEvent::HandoffRequested) and the processor's checkpoint): the lease goes
-    /// to the requester. `Ok(false)` when no request is on the lease any more.
+    /// Completes a requested hand-off (after
+    /// [`LeaseEvent::HandoffRequested`](crate::LeaseEvent::HandoffRequested) and the
+    /// processor's checkpoint): the lease goes to the requester. `Ok(false)` when no request
+    /// is on the lease any more (the lease is still held).
     pub async fn hand_off(&self, key: &LeaseKey) -> Result<bool, LeaseError> {
-        let held = self.held(key)?;
-        let mut state = held.state.lock().await;
-        if state.lost {
-            return Err(LeaseError::LeaseLost { key: key.clone() });
-        }
-        let Some(to) = state.lease.handoff_to.clone() else {
+        let result = self.try_hand_off(key).await;
+        if !matches!(result, Ok(true)) {
+            // Announce again if a request is still (or again) there.
             self.shared.granting.lock().remove(key);
+            if let Ok(h) = self.held(key) {
+                h.state.lock().await.announced = None;
+            }
+        }
+        result
+    }
+
+    async fn try_hand_off(&self, key: &LeaseKey) -> Result<bool, LeaseError> {
+        let to = {
+            let held = self.held(key)?;
+            let state = held.state.lock().await;
+            state.lease.handoff_to.clone()
+        };
+        let Some(to) = to.filter(|t| *t != self.shared.me) else {
             return Ok(false);
         };
-        match self
-            .shared
-            .table
-            .hand_off(&state.lease, &self.shared.me, &to)
-            .await
-        {
+        let (table, me) = (&self.shared.table, self.shared.me.as_str());
+        let written = self
+            .fenced(key, Some(Count::HandedOff), true, |lease, deadline| {
+                let to = to.clone();
+                async move { table.hand_off(&lease, me, &to, Some(deadline)).await }
+            })
+            .await;
+        match written {
             Ok(_) => {
                 tracing::info!(lease = %key, to = %to, "lease handed off");
-                self.shared.let_go(&mut state, Count::HandedOff);
                 Ok(true)
             }
-            Err(e @ LeaseError::LeaseLost { .. }) => {
-                // Renewals wait for this lock, so the fence failed because another worker
-                // took the lease or the request was withdrawn or replaced: read again.
-                match self.shared.table.get(key).await? {
-                    Some(fresh) if fresh.owner.as_deref() == Some(self.shared.me.as_str()) => {
+            Err(LeaseError::LeaseLost { .. }) => {
+                // Renewals skip a lease while this write holds it, so the fence failed
+                // because another worker took it or the request was withdrawn or replaced.
+                let fresh = self.shared.table.get(key).await?;
+                let held = self.held(key)?;
+                let mut state = held.state.lock().await;
+                match fresh {
+                    Some(fresh)
+                        if fresh.owner.as_deref() == Some(me)
+                            && fresh.counter == state.lease.counter =>
+                    {
+                        // Still ours, unchanged but for the request.
                         state.lease = fresh;
-                        state.announced = None;
-                        self.shared.granting.lock().remove(key);
                         Ok(false)
                     }
                     _ => {
-                        self.shared.lose(&mut state, LostReason::TakenByOther);
-                        Err(e)
+                        if !state.lost {
+                            self.shared.lose(&mut state, LostReason::TakenByOther);
+                        }
+                        Err(LeaseError::LeaseLost { key: key.clone() })
                     }
                 }
             }
@@ -367,27 +421,15 @@ impl Coordinator {
     /// Releases a held lease (owner removed), so another worker takes it on its next take
     /// round.
     pub async fn release(&self, key: &LeaseKey) -> Result<(), LeaseError> {
-        let held = self.held(key)?;
-        let mut state = held.state.lock().await;
-        if state.lost {
-            return Err(LeaseError::LeaseLost { key: key.clone() });
-        }
-        match self
-            .shared
-            .table
-            .release(&state.lease, &self.shared.me)
-            .await
-        {
-            Ok(_) => {
-                self.shared.let_go(&mut state, Count::Released);
-                Ok(())
-            }
-            Err(e @ LeaseError::LeaseLost { .. }) => {
-                self.shared.lose(&mut state, LostReason::TakenByOther);
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let (table, me) = (&self.shared.table, self.shared.me.as_str());
+        self.fenced(
+            key,
+            Some(Count::Released),
+            false,
+            |lease, deadline| async move { table.release(&lease, me, Some(deadline)).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Whether the lease may start: no parent lease exists whose checkpoint is not
@@ -437,10 +479,25 @@ impl Coordinator {
     /// next take round instead of waiting out the failover time. Stop the shard consumers
     /// (and let them checkpoint) first. Calling it again releases nothing more.
     pub async fn shutdown(&self) -> ShutdownReport {
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.tasks.stop.send_replace(true);
         let tasks: Vec<JoinHandle<()>> = self.tasks.tasks.lock().drain(..).collect();
         for t in tasks {
             let _ = t.await;
+        }
+        // Requests this worker made are withdrawn, so no owner hands a lease to it now.
+        let requests = self.shared.balancer.lock().outstanding_requests();
+        for key in requests {
+            if let Err(e) = self
+                .shared
+                .table
+                .cancel_handoff(&key, &self.shared.me)
+                .await
+            {
+                tracing::debug!(lease = %key, error = %e, "withdrawing a request failed");
+            }
         }
         // Leases handed to this worker but not held yet are released too.
         match self.shared.table.list().await {

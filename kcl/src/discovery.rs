@@ -23,7 +23,11 @@ fn new_lease(shard: &ShardInfo, checkpoint: Checkpoint) -> Lease {
     let mut lease = Lease::new(LeaseKey::shard(&shard.id), checkpoint);
     lease.parent_shard_ids = shard.parents.clone();
     lease.parent_shard_ids.sort();
-    lease.hash_range = Some(shard.hash_range.clone());
+    // A shard without a hash key range (none given) gets no range attributes, never empty
+    // strings.
+    if !shard.hash_range.0.is_empty() && !shard.hash_range.1.is_empty() {
+        lease.hash_range = Some(shard.hash_range.clone());
+    }
     lease
 }
 
@@ -44,30 +48,39 @@ pub(crate) fn initial_leases(shards: &[ShardInfo], position: InitialPosition) ->
 }
 
 /// Leases for listed shards that have none (a deleted row, a missed shard end), each starting
-/// at `TRIM_HORIZON` so nothing is skipped: a shard qualifies when every listed parent has a
-/// lease (or is created in the same pass) and none of its descendants has one. Shards left
-/// out on purpose (ancestors of a `LATEST` start, parents already cleaned up) have leased
-/// descendants and stay without.
+/// at `TRIM_HORIZON` so nothing is skipped. A shard without a lease gets one when
+/// - a child has a lease at `TRIM_HORIZON` and no child has started: its row went before it
+///   finished (a finished parent is only deleted once every child started);
+/// - or none of its descendants has a lease, and each listed parent has a lease (or gets one
+///   in this pass) or is done (without a lease, with a started child).
+///
+/// Shards left out on purpose (ancestors of a `LATEST` start, parents cleaned up once their
+/// children started) keep no lease.
 pub(crate) fn missing_leases(shards: &[ShardInfo], leases: &[Lease]) -> Vec<Lease> {
-    let mut leased: HashSet<&str> = leases.iter().map(|l| l.key.shard_id()).collect();
+    let by_shard: HashMap<&str, &Lease> = leases.iter().map(|l| (l.key.shard_id(), l)).collect();
     let listed: HashSet<&str> = shards.iter().map(|s| s.id.as_str()).collect();
-    // Every ancestor of a leased shard, through the listing and the leases' parents.
     let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
-    for s in shards {
-        parents
-            .entry(s.id.as_str())
-            .or_default()
-            .extend(s.parents.iter().map(String::as_str));
+    let mut children: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for (child, ps) in shards.iter().map(|s| (s.id.as_str(), &s.parents)).chain(
+        leases
+            .iter()
+            .map(|l| (l.key.shard_id(), &l.parent_shard_ids)),
+    ) {
+        for p in ps {
+            parents.entry(child).or_default().push(p.as_str());
+            children.entry(p.as_str()).or_default().insert(child);
+        }
     }
-    for l in leases {
-        parents
-            .entry(l.key.shard_id())
-            .or_default()
-            .extend(l.parent_shard_ids.iter().map(String::as_str));
-    }
+    let started = |c: &str| {
+        by_shard
+            .get(c)
+            .is_some_and(|l| l.checkpoint.checkpoint.is_started())
+    };
+    let kids = |s: &str| children.get(s).into_iter().flatten().copied();
+    // Every ancestor of a leased shard.
     let mut ancestors: HashSet<&str> = HashSet::new();
-    let mut stack: Vec<&str> = leased
-        .iter()
+    let mut stack: Vec<&str> = by_shard
+        .keys()
         .flat_map(|id| parents.get(id).into_iter().flatten().copied())
         .collect();
     while let Some(id) = stack.pop() {
@@ -75,20 +88,28 @@ pub(crate) fn missing_leases(shards: &[ShardInfo], leases: &[Lease]) -> Vec<Leas
             stack.extend(parents.get(id).into_iter().flatten().copied());
         }
     }
+    let done = |p: &str| kids(p).any(started);
+    let mut leased: HashSet<&str> = by_shard.keys().copied().collect();
     let mut out = Vec::new();
     loop {
         let mut added = false;
         for s in shards {
-            if leased.contains(s.id.as_str()) || ancestors.contains(s.id.as_str()) {
+            let id = s.id.as_str();
+            if leased.contains(id) {
                 continue;
             }
+            let deleted_unfinished = kids(id).any(|c| {
+                by_shard
+                    .get(c)
+                    .is_some_and(|l| l.checkpoint.checkpoint == Checkpoint::TrimHorizon)
+            }) && !kids(id).any(started);
             let parents_ready = s
                 .parents
                 .iter()
-                .all(|p| !listed.contains(p.as_str()) || leased.contains(p.as_str()));
-            if parents_ready {
+                .all(|p| !listed.contains(p.as_str()) || leased.contains(p.as_str()) || done(p));
+            if deleted_unfinished || (!ancestors.contains(id) && parents_ready) {
                 out.push(new_lease(s, Checkpoint::TrimHorizon));
-                leased.insert(s.id.as_str());
+                leased.insert(id);
                 added = true;
             }
         }
@@ -221,6 +242,33 @@ mod tests {
         // A table that lost the whole tree gets it all back, parents first.
         let all = missing_leases(&history(), &[]);
         assert_eq!(all.len(), 5);
+    }
+
+    #[test]
+    fn a_parent_deleted_before_it_finished_comes_back_but_a_cleaned_one_does_not() {
+        let mut leases = initial_leases(&history(), InitialPosition::TrimHorizon);
+        // Shard 0 finished and was cleaned up once 1 and 2 started; 1 finished too.
+        leases.retain(|l| l.key.shard_id() != "shardId-000000000000");
+        leases[0].checkpoint.checkpoint = Checkpoint::ShardEnd;
+        leases[1].checkpoint.checkpoint = Checkpoint::Sequence("9".into());
+        assert!(missing_leases(&history(), &leases).is_empty());
+        // The row of 1 is deleted: 0 is done (2 started), so 1 comes back.
+        let without_1: Vec<Lease> = leases
+            .iter()
+            .filter(|l| l.key.shard_id() != "shardId-000000000001")
+            .cloned()
+            .collect();
+        assert_eq!(
+            ids(&missing_leases(&history(), &without_1)),
+            ["shardId-000000000001"]
+        );
+        // A split parent deleted while unfinished, its children not started: it comes back.
+        let mut fresh = initial_leases(&history(), InitialPosition::TrimHorizon);
+        fresh.retain(|l| l.key.shard_id() != "shardId-000000000000");
+        assert_eq!(
+            ids(&missing_leases(&history(), &fresh)),
+            ["shardId-000000000000"]
+        );
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub enum ConfigError {
     /// A limit or interval is zero.
     #[error("{0} must not be zero")]
     Zero(&'static str),
+    /// An interval or timeout is longer than a year.
+    #[error("{0} must not be longer than a year")]
+    TooLong(&'static str),
     /// The worker id is empty.
     #[error("the worker id must not be empty")]
     EmptyWorkerId,

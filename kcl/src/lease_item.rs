@@ -20,6 +20,9 @@ pub(crate) mod attr {
     pub const STARTING_HASH: &str = "startingHashKey";
     pub const ENDING_HASH: &str = "endingHashKey";
     pub const HANDOFF_TO: &str = "handoffTo";
+    /// The Java KCL's serialized pending-checkpoint state (B), cleared with the pending
+    /// checkpoint.
+    pub const PENDING_STATE: &str = "pendingCheckpointState";
 }
 
 const KNOWN: [&str; 13] = [
@@ -129,7 +132,9 @@ pub(crate) fn from_item(item: &Item) -> Result<Lease, BadLeaseItem> {
     Ok(Lease {
         key: LeaseKey::from_stored(r.key.clone()),
         owner: r.string(attr::OWNER)?,
-        counter: r.number(attr::COUNTER)?.unwrap_or(0),
+        counter: r
+            .number(attr::COUNTER)?
+            .ok_or_else(|| r.bad(attr::COUNTER, "missing"))?,
         checkpoint: r
             .checkpoint(attr::CHECKPOINT, attr::CHECKPOINT_SUB)?
             .unwrap_or_else(|| ExtendedCheckpoint::new(Checkpoint::TrimHorizon)),
@@ -246,6 +251,10 @@ mod tests {
         let mut item = Item::new();
         assert_eq!(from_item(&item).map_err(|e| e.attribute), Err("leaseKey"));
         item.insert("leaseKey".into(), s("shardId-000000000001"));
+        assert_eq!(
+            from_item(&item).map_err(|e| e.attribute),
+            Err("leaseCounter")
+        );
         item.insert("leaseCounter".into(), s("seven"));
         let err = from_item(&item).expect_err("counter is a string");
         assert_eq!(err.key, "shardId-000000000001");

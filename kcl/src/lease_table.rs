@@ -57,6 +57,7 @@ fn names() -> HashMap<String, String> {
         ("#sw", attr::OWNER_SWITCHES),
         ("#ch", attr::CHILDREN),
         ("#h", attr::HANDOFF_TO),
+        ("#pst", attr::PENDING_STATE),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -352,8 +353,18 @@ impl LeaseTable {
 
     /// One lease (consistent read), if it exists.
     pub async fn get(&self, key: &LeaseKey) -> Result<Option<Lease>, LeaseError> {
+        self.get_until(key, None).await
+    }
+
+    /// One lease (consistent read), trying until `deadline`.
+    pub(crate) async fn get_until(
+        &self,
+        key: &LeaseKey,
+        deadline: impl Into<Option<Instant>>,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let deadline = deadline.into();
         let out = self
-            .retried("GetItem", None, || async {
+            .retried("GetItem", deadline, || async {
                 self.client
                     .get_item()
                     .table_name(&self.name)

@@ -6,12 +6,16 @@ use crate::lease::{ExtendedCheckpoint, Lease, LeaseKey};
 use crate::lease_item::{from_item, n};
 use crate::lease_table::{LeaseTable, Written, key_of, s, used_names};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
 
 impl LeaseTable {
-    /// One conditional `UpdateItem` returning the new item.
+    /// One conditional `UpdateItem` returning the new item. `landed` is the owner and counter
+    /// the item has once this write is applied: when a retry finds the condition failed
+    /// because an earlier attempt timed out but was applied, the write counts as done.
     async fn update(
         &self,
         key: &LeaseKey,
@@ -19,10 +23,13 @@ impl LeaseTable {
         condition: &str,
         values: HashMap<String, AttributeValue>,
         deadline: Option<Instant>,
+        landed: Option<(Option<&str>, u64)>,
     ) -> Result<Written<Lease>, LeaseError> {
         let names = used_names(&[update, condition]);
+        let attempts = AtomicUsize::new(0);
         let out = self
             .retried("UpdateItem", deadline, || async {
+                let attempt = attempts.fetch_add(1, Ordering::Relaxed);
                 match self
                     .client
                     .update_item()
@@ -33,11 +40,27 @@ impl LeaseTable {
                     .set_expression_attribute_names(Some(names.clone()))
                     .set_expression_attribute_values(Some(values.clone()))
                     .return_values(ReturnValue::AllNew)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
                     .send()
                     .await
                 {
                     Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(None),
+                    Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+                        let old = match e.as_service_error() {
+                            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                                c.item().cloned()
+                            }
+                            _ => None,
+                        };
+                        Ok(old.filter(|_| attempt > 0).and_then(|old| {
+                            let (owner, counter) = landed?;
+                            let lease = from_item(&old).ok()?;
+                            (lease.owner.as_deref() == owner && lease.counter == counter)
+                                .then_some(old)
+                        }))
+                    }
                     Err(e) => Err(self.service_error("UpdateItem", e)),
                 }
             })
@@ -71,31 +94,40 @@ impl LeaseTable {
                 "#c = :c AND #o = :me",
                 Self::owned(lease, owner),
                 deadline,
+                Some((Some(owner), lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
     }
 
     /// Takes a lease as observed (counter and owner unchanged since): owner set to `new_owner`,
-    /// `ownerSwitchesSinceCheckpoint` + 1, any hand-off request cleared.
+    /// any hand-off request cleared, and `ownerSwitchesSinceCheckpoint` + 1 when it had
+    /// another owner (as the Java KCL counts).
     pub async fn take(&self, observed: &Lease, new_owner: &str) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(observed, new_owner);
-        values.insert(":one".into(), n(1));
-        values.insert(":zero".into(), n(0));
-        let condition = match &observed.owner {
+        let (condition, update) = match &observed.owner {
             Some(old) => {
                 values.insert(":old".into(), s(old));
-                "#c = :c AND #o = :old"
+                values.insert(":one".into(), n(1));
+                values.insert(":zero".into(), n(0));
+                (
+                    "#c = :c AND #o = :old",
+                    "SET #o = :me, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #h",
+                )
             }
-            None => "#c = :c AND attribute_not_exists(#o)",
+            None => (
+                "#c = :c AND attribute_not_exists(#o)",
+                "SET #o = :me, #c = :next REMOVE #h",
+            ),
         };
         let written = self
             .update(
                 &observed.key,
-                "SET #o = :me, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #h",
+                update,
                 condition,
                 values,
                 None,
+                Some((Some(new_owner), observed.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &observed.key)
@@ -108,6 +140,7 @@ impl LeaseTable {
         lease: &Lease,
         owner: &str,
         checkpoint: &ExtendedCheckpoint,
+        deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(lease, owner);
         values.insert(":cp".into(), s(checkpoint.checkpoint.as_str()));
@@ -116,10 +149,11 @@ impl LeaseTable {
         let written = self
             .update(
                 &lease.key,
-                "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps",
+                "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps, #pst",
                 "#c = :c AND #o = :me",
                 values,
-                None,
+                deadline,
+                Some((Some(owner), lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
@@ -131,6 +165,7 @@ impl LeaseTable {
         lease: &Lease,
         owner: &str,
         pending: &ExtendedCheckpoint,
+        deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(lease, owner);
         values.insert(":p".into(), s(pending.checkpoint.as_str()));
@@ -141,21 +176,28 @@ impl LeaseTable {
                 "SET #p = :p, #ps = :ps, #c = :next",
                 "#c = :c AND #o = :me",
                 values,
-                None,
+                deadline,
+                Some((Some(owner), lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
     }
 
     /// Releases a held lease: owner and hand-off request removed, counter + 1.
-    pub async fn release(&self, lease: &Lease, owner: &str) -> Result<Lease, LeaseError> {
+    pub async fn release(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Lease, LeaseError> {
         let written = self
             .update(
                 &lease.key,
                 "SET #c = :next REMOVE #o, #h",
                 "#c = :c AND #o = :me",
                 Self::owned(lease, owner),
-                None,
+                deadline,
+                Some((None, lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
@@ -168,6 +210,7 @@ impl LeaseTable {
         lease: &Lease,
         owner: &str,
         to: &str,
+        deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(lease, owner);
         values.insert(":to".into(), s(to));
@@ -179,7 +222,8 @@ impl LeaseTable {
                 "SET #o = :to, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #h",
                 "#c = :c AND #o = :me AND #h = :to",
                 values,
-                None,
+                deadline,
+                Some((Some(to), lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
@@ -204,6 +248,7 @@ impl LeaseTable {
                 "#o = :owner AND (attribute_not_exists(#h) OR #h = :me)",
                 values,
                 None,
+                None,
             )
             .await?;
         Ok(matches!(written, Written::Done(_)))
@@ -212,7 +257,7 @@ impl LeaseTable {
     /// Withdraws this requester's hand-off request, if it is still there.
     pub async fn cancel_handoff(&self, key: &LeaseKey, requester: &str) -> Result<(), LeaseError> {
         let values = HashMap::from([(":me".to_owned(), s(requester))]);
-        self.update(key, "REMOVE #h", "#h = :me", values, None)
+        self.update(key, "REMOVE #h", "#h = :me", values, None, None)
             .await
             .map(|_| ())
     }
@@ -227,9 +272,16 @@ impl LeaseTable {
             return Ok(());
         }
         let values = HashMap::from([(":ch".to_owned(), AttributeValue::Ss(children.to_vec()))]);
-        self.update(key, "ADD #ch :ch", "attribute_exists(#k)", values, None)
-            .await
-            .map(|_| ())
+        self.update(
+            key,
+            "ADD #ch :ch",
+            "attribute_exists(#k)",
+            values,
+            None,
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 }
 

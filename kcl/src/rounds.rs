@@ -51,9 +51,17 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<Counters>,
     /// Hand-offs announced and not yet done.
     pub(crate) granting: Mutex<HashSet<LeaseKey>>,
+    /// Held leases whose checkpoint is `SHARD_END`.
+    pub(crate) finished: Mutex<HashSet<LeaseKey>>,
+    /// Set by `shutdown`: no round takes anything any more.
+    pub(crate) closed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn emit(&self, event: LeaseEvent) {
         // No receiver left: nobody to tell.
         let _ = self.events.send(event);
@@ -70,6 +78,7 @@ impl Shared {
     /// Starts holding `lease` (just taken, handed over or adopted).
     pub(crate) fn hold(&self, lease: Lease, at: Instant, how: Count) {
         let key = lease.key.clone();
+        self.note_finished(&lease);
         if self.insert_held(lease.clone(), at, Some(how)) {
             tracing::info!(lease = %key, worker = %self.me, ?how, "lease acquired");
             self.emit(LeaseEvent::Acquired(Box::new(lease)));
@@ -136,17 +145,21 @@ impl Shared {
             self.counters.set_held(all.len());
         }
         self.granting.lock().remove(key);
+        self.finished.lock().remove(key);
     }
 
     /// Renews every held lease once, all at the same time.
     pub(crate) async fn renew_round(&self) {
         let held = self.held_list();
         join_all(held.iter().map(|(_, h)| self.renew_one(h))).await;
-        self.check_requests().await;
     }
 
     async fn renew_one(&self, held: &Held) {
-        let mut state = held.state.lock().await;
+        // A checkpoint, hand-off or release in flight moves the counter itself (and has the
+        // same deadline): skip this lease rather than wait behind it.
+        let Ok(mut state) = held.state.try_lock() else {
+            return;
+        };
         if state.lost {
             return;
         }
@@ -181,20 +194,26 @@ impl Shared {
     /// Announces a hand-off request seen on renewal, if granting it keeps this worker at or
     /// above its target.
     fn consider_handoff(&self, state: &mut HeldState) {
+        let key = state.lease.key.clone();
         let Some(to) = state.lease.handoff_to.clone() else {
-            state.announced = None;
+            if state.announced.take().is_some() {
+                self.granting.lock().remove(&key);
+            }
             return;
         };
         if to == self.me || state.announced.as_deref() == Some(to.as_str()) {
             return;
         }
-        let key = state.lease.key.clone();
-        let held_unfinished = self.held.lock().len();
+        if state.lease.is_finished() {
+            return;
+        }
+        let held_unfinished = self.held_unfinished();
         let mut granting = self.granting.lock();
+        granting.remove(&key);
         let ok = self
             .balancer
             .lock()
-            .may_hand_off(held_unfinished, granting.len());
+            .may_hand_off(held_unfinished, granting.len(), &to);
         if ok {
             granting.insert(key.clone());
             state.announced = Some(to.clone());
@@ -205,20 +224,51 @@ impl Shared {
         }
     }
 
-    /// A requester's side: leases handed to this worker are held at once.
-    async fn check_requests(&self) {
+    /// A requester's side (every renew interval, in its own task): leases handed to this
+    /// worker are held at once.
+    pub(crate) async fn check_requests(&self) {
         let keys = self.balancer.lock().outstanding_requests();
         for key in keys {
-            match self.table.get(&key).await {
+            let deadline = Instant::now() + self.config.effective_renew_interval();
+            match self.table.get_until(&key, deadline).await {
                 Ok(Some(lease)) if lease.owner.as_deref() == Some(self.me.as_str()) => {
                     self.balancer.lock().forget_request(&key);
-                    if !self.held.lock().contains_key(&key) {
-                        self.hold(lease, Instant::now(), Count::Received);
-                    }
+                    self.adopt(lease, Count::Received).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(lease = %key, error = %e, "hand-off check failed"),
             }
+        }
+    }
+
+    /// Holds a lease the table says this worker owns, once a fenced renewal proves it still
+    /// does (a scan may be stale: the lease may have been handed off or taken since).
+    async fn adopt(&self, observed: Lease, how: Count) {
+        if self.held.lock().contains_key(&observed.key) {
+            return;
+        }
+        let sent = Instant::now();
+        let deadline = sent + self.config.failover_time;
+        match self.table.renew(&observed, &self.me, Some(deadline)).await {
+            Ok(new) => self.hold(new, sent, how),
+            Err(e) => tracing::debug!(lease = %observed.key, error = %e, "not adopted"),
+        }
+    }
+
+    /// How many held leases are not finished.
+    fn held_unfinished(&self) -> usize {
+        let held = self.held.lock();
+        let finished = self.finished.lock();
+        held.keys().filter(|k| !finished.contains(*k)).count()
+    }
+
+    /// Notes whether a held lease is finished (its checkpoint is `SHARD_END`).
+    pub(crate) fn note_finished(&self, lease: &Lease) {
+        let mut finished = self.finished.lock();
+        if lease.is_finished() {
+            finished.insert(lease.key.clone());
+        } else {
+            finished.remove(&lease.key);
         }
     }
 
@@ -229,6 +279,7 @@ impl Shared {
             &self.stream,
             Some(self.config.initial_position),
             self.config.call_attempts,
+            self.config.call_timeout,
         )
         .await?;
         let leases = discovery::initial_leases(&shards, self.config.initial_position);
@@ -246,13 +297,17 @@ impl Shared {
 
     /// One take round: scan, plan, then take, adopt, ask, steal and withdraw.
     pub(crate) async fn take_round(&self) -> Result<(), LeaseError> {
+        if self.is_closed() {
+            return Err(LeaseError::ShutDown);
+        }
+        // Taken before the scan: a lease let go during the scan is not adopted back from it.
+        let held: HashSet<LeaseKey> = self.held.lock().keys().cloned().collect();
         let (mut leases, bad) = self.table.list().await?;
         if leases.is_empty() && bad.is_empty() {
             self.bootstrap().await?;
             leases = self.table.list().await?.0;
         }
         let now = Instant::now();
-        let held: HashSet<LeaseKey> = self.held.lock().keys().cloned().collect();
         let plan = {
             let mut b = self.balancer.lock();
             b.observe(&leases, now);
@@ -270,7 +325,7 @@ impl Shared {
         }
         for lease in plan.adopt {
             self.balancer.lock().forget_request(&lease.key);
-            self.hold(lease, now, Count::Received);
+            self.adopt(lease, Count::Received).await;
         }
         let taken = join_all(plan.take.iter().map(|l| self.table.take(l, &self.me))).await;
         for (observed, result) in plan.take.iter().zip(taken) {
@@ -282,8 +337,8 @@ impl Shared {
                 Err(e) => tracing::warn!(lease = %observed.key, error = %e, "take failed"),
             }
         }
-        for key in plan.steal {
-            self.steal(&key).await;
+        for (key, owner) in plan.steal {
+            self.steal(&key, &owner).await;
         }
         for (key, owner) in plan.request {
             match self.table.request_handoff(&key, &owner, &self.me).await {
@@ -302,9 +357,15 @@ impl Shared {
     }
 
     /// Takes a lease whose owner did not hand it over within the failover time.
-    async fn steal(&self, key: &LeaseKey) {
+    async fn steal(&self, key: &LeaseKey, owner: &str) {
         let fresh = match self.table.get(key).await {
-            Ok(Some(l)) if l.owner.as_deref() != Some(self.me.as_str()) && !l.is_finished() => l,
+            Ok(Some(l))
+                if l.owner.as_deref() == Some(owner)
+                    && l.handoff_to.as_deref() == Some(self.me.as_str())
+                    && !l.is_finished() =>
+            {
+                l
+            }
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(lease = %key, error = %e, "reading a lease to take failed");
@@ -325,10 +386,11 @@ impl Shared {
 
     async fn ask_release_over_max(&self) {
         let max = self.config.max_leases_per_worker;
-        let held = self.held_list();
+        let mut held = self.held_list();
         if held.len() <= max {
             return;
         }
+        held.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, h) in held.into_iter().skip(max) {
             let mut state = h.state.lock().await;
             if !state.release_asked && !state.lost {
@@ -341,8 +403,17 @@ impl Shared {
     /// One shard sync: leases for shards that have none, and finished leases deleted once
     /// their children have started.
     pub(crate) async fn sync_round(&self) -> Result<(), LeaseError> {
-        let shards =
-            list_shards(&self.kinesis, &self.stream, None, self.config.call_attempts).await?;
+        if self.is_closed() {
+            return Err(LeaseError::ShutDown);
+        }
+        let shards = list_shards(
+            &self.kinesis,
+            &self.stream,
+            None,
+            self.config.call_attempts,
+            self.config.call_timeout,
+        )
+        .await?;
         let (leases, _) = self.table.list().await?;
         if leases.is_empty() {
             return self.bootstrap().await;

@@ -90,6 +90,7 @@ pub(crate) async fn list_shards(
     stream: &StreamRef,
     position: Option<InitialPosition>,
     attempts: usize,
+    call_timeout: Duration,
 ) -> Result<Vec<ShardInfo>, LeaseError> {
     let filter = match position {
         Some(InitialPosition::AtTimestamp(t)) => Some(
@@ -126,7 +127,21 @@ pub(crate) async fn list_shards(
                     req.set_shard_filter(filter.clone())
                 }
             };
-            match req.send().await {
+            let sent = match tokio::time::timeout(call_timeout, req.send()).await {
+                Ok(r) => r,
+                Err(_) => match delays.next() {
+                    Some(delay) => {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(LeaseError::Timeout {
+                            operation: "ListShards",
+                        });
+                    }
+                },
+            };
+            match sent {
                 Ok(page) => break page,
                 Err(e) => {
                     let code = e.code().map(str::to_owned);

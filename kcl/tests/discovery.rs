@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use kcl::{Checkpoint, ExtendedCheckpoint, InitialPosition, Lease, LeaseKey, ShardInfo};
+use kcl::{
+    Checkpoint, ExtendedCheckpoint, InitialPosition, Lease, LeaseEvent, LeaseKey, ShardInfo,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 use stream_engine::Engine;
@@ -141,7 +143,8 @@ async fn the_periodic_sync_recreates_a_deleted_lease_row() {
     let engine = engine().await;
     stream(&engine, "repair", 3).await;
     let config = fast().shard_sync_interval(Duration::from_millis(200));
-    let (c, _e) = start(&engine, "repair-app", "repair", "w1", config).await;
+    let (c, mut events) = start(&engine, "repair-app", "repair", "w1", config).await;
+    while events.try_recv().is_some() {}
     engine
         .dynamodb_client()
         .delete_item()
@@ -156,11 +159,23 @@ async fn the_periodic_sync_recreates_a_deleted_lease_row() {
     .await;
     let by = leases(&engine, "repair-app").await;
     assert_eq!(by[&shard(1)].checkpoint.checkpoint, Checkpoint::TrimHorizon);
-    // And the worker takes it again.
-    wait_until(Duration::from_secs(10), "taken again", || async {
-        c.held_keys().contains(&LeaseKey::shard(shard(1)))
-    })
-    .await;
+    // The worker lost it (its renewal found no item), then takes the new one.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e| matches!(e, LeaseEvent::Acquired(_))) {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("events")
+            .expect("event");
+        seen.push(e);
+    }
+    assert!(
+        matches!(&seen[0], LeaseEvent::Lost { key, .. } if key.shard_id() == shard(1)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(|e| e.key().shard_id().to_owned()),
+        Some(shard(1))
+    );
     c.shutdown().await;
 }
 

@@ -91,3 +91,39 @@ async fn a_short_outage_keeps_the_leases_and_a_long_one_loses_them() {
     .await;
     c.shutdown().await;
 }
+
+/// A write applied whose answer never arrives (the client timed out): the retry finds the
+/// condition failed, sees the item already as the write left it, and counts it as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_landed_but_timed_out_is_not_a_lost_lease() {
+    let engine = engine().await;
+    stream(&engine, "ambiguous", 1).await;
+    let (c, mut events) = start_without_sdk_retries(&engine, "ambiguous-app", "ambiguous").await;
+    while events.try_recv().is_some() {}
+    let key = kcl::LeaseKey::shard("shardId-000000000000");
+    for i in 0..3u64 {
+        let injected = engine.faults().injected_count();
+        // Longer than the call timeout (300 ms): the first attempt times out after landing.
+        engine
+            .faults()
+            .delay_response_next("DynamoDB.UpdateItem", Duration::from_millis(600), 1);
+        let cp = kcl::ExtendedCheckpoint::new(kcl::Checkpoint::Sequence(format!("{}", 100 + i)));
+        let written = c
+            .checkpoint(&key, cp)
+            .await
+            .expect("checkpoint counted as done");
+        assert_eq!(
+            written.checkpoint.checkpoint.as_str(),
+            format!("{}", 100 + i)
+        );
+        assert!(
+            engine.faults().injected_count() > injected,
+            "the fault was used"
+        );
+    }
+    assert!(c.metrics().dynamodb_errors >= 3, "the attempts timed out");
+    assert_eq!(c.metrics().leases_lost, 0);
+    assert!(events.try_recv().is_none(), "nothing lost");
+    assert_eq!(c.held_keys(), vec![key]);
+    c.shutdown().await;
+}

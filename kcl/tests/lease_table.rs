@@ -78,7 +78,7 @@ async fn the_table_and_its_items_have_the_documented_schema() {
                 .as_n()
                 .ok()
                 .map(String::as_str),
-            Some("1")
+            Some("0")
         );
         assert!(item["startingHashKey"].as_s().is_ok());
         assert!(item["endingHashKey"].as_s().is_ok());
@@ -211,26 +211,8 @@ async fn a_lease_taken_by_another_worker_is_lost_and_cannot_be_checkpointed() {
     let (c, mut events) = start(&engine, "lost-app", "lost", "w1", fast()).await;
     while events.try_recv().is_some() {}
     let key = LeaseKey::shard("shardId-000000000001");
-    let current = c
-        .held_leases()
-        .await
-        .into_iter()
-        .find(|l| l.key == key)
-        .expect("held");
-    // The intruder's take, written the way the Java KCL takes a lease.
-    engine
-        .dynamodb_client()
-        .update_item()
-        .table_name("lost-app")
-        .key("leaseKey", s(key.as_str()))
-        .update_expression("SET leaseOwner = :o, leaseCounter = :next")
-        .condition_expression("leaseCounter = :c")
-        .expression_attribute_values(":o", s("intruder"))
-        .expression_attribute_values(":c", n(current.counter))
-        .expression_attribute_values(":next", n(current.counter + 1))
-        .send()
-        .await
-        .expect("intruder takes the lease");
+    // Only the counter moves, the owner stays w1: the counter alone fences the checkpoint.
+    intrude(&engine, "lost-app", key.as_str(), None).await;
     let err = c
         .checkpoint(
             &key,
@@ -250,37 +232,29 @@ async fn a_lease_taken_by_another_worker_is_lost_and_cannot_be_checkpointed() {
             reason: LostReason::TakenByOther
         }
     );
-    assert_eq!(c.held_keys(), vec![LeaseKey::shard("shardId-000000000000")]);
-    let item = owners(&engine, "lost-app").await;
+    // (The table still names w1, so a later take round may hold it again, at the new
+    // counter, after a fenced renewal.)
+    let items = raw_items(&engine, "lost-app").await;
+    let lost_item = items
+        .iter()
+        .find(|i| i["leaseKey"] == s(key.as_str()))
+        .expect("item");
     assert_eq!(
-        item[key.as_str()].as_deref(),
-        Some("intruder"),
+        lost_item["checkpoint"],
+        s("TRIM_HORIZON"),
         "nothing written"
     );
 
     // The other lease: the intruder again, noticed this time by the renewal.
     let other = LeaseKey::shard("shardId-000000000000");
-    let current = c.held_leases().await.remove(0);
-    engine
-        .dynamodb_client()
-        .update_item()
-        .table_name("lost-app")
-        .key("leaseKey", s(other.as_str()))
-        .update_expression("SET leaseOwner = :o, leaseCounter = :next")
-        .condition_expression("leaseCounter = :c")
-        .expression_attribute_values(":o", s("intruder"))
-        .expression_attribute_values(":c", n(current.counter))
-        .expression_attribute_values(":next", n(current.counter + 1))
-        .send()
-        .await
-        .expect("second intrusion");
+    intrude(&engine, "lost-app", other.as_str(), Some("intruder")).await;
     let lost = tokio::time::timeout(Duration::from_secs(5), events.recv())
         .await
         .expect("renewal notices")
         .expect("event");
     assert_eq!(lost.key(), &other);
-    assert!(c.held_keys().is_empty());
-    assert_eq!(c.metrics().leases_lost, 2);
+    assert!(!c.held_keys().contains(&other));
+    assert!(c.metrics().leases_lost >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,12 @@ pub enum FaultKind {
         /// The added delay in milliseconds.
         ms: u64,
     },
+    /// Serve the call at once, then hold its response: a client that times out meanwhile
+    /// never learns that its write was applied.
+    ResponseDelay {
+        /// The delay of the response in milliseconds.
+        ms: u64,
+    },
 }
 
 impl FaultKind {
@@ -64,7 +70,7 @@ impl FaultKind {
                     format!("{code} in {operation} (injected fault)"),
                 ))
             }
-            FaultKind::Latency { .. } => None,
+            FaultKind::Latency { .. } | FaultKind::ResponseDelay { .. } => None,
         }
     }
 }
@@ -142,7 +148,8 @@ impl Default for Faults {
 pub(crate) struct CallFaults {
     /// Delay the call by this many milliseconds.
     pub latency_ms: Option<u64>,
-    /// Then answer with this fault instead (if it is an error kind).
+    /// Then answer with this fault instead (if it is an error kind), or hold the response
+    /// ([`FaultKind::ResponseDelay`]).
     pub error: Option<FaultKind>,
 }
 
@@ -203,6 +210,19 @@ impl Faults {
             operation: operation.into(),
             shard_id: None,
             kind: FaultKind::Error { code: code.into() },
+            count: Some(count),
+        });
+    }
+
+    /// Serves the next `count` calls of `operation`, then holds each response for `delay`:
+    /// a client whose timeout is shorter sees a failure although the call took effect.
+    pub fn delay_response_next(&self, operation: &str, delay: Duration, count: u32) {
+        self.inject(FaultRule {
+            operation: operation.into(),
+            shard_id: None,
+            kind: FaultKind::ResponseDelay {
+                ms: delay.as_millis() as u64,
+            },
             count: Some(count),
         });
     }

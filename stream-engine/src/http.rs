@@ -3,7 +3,7 @@
 
 use crate::State;
 use crate::error::ApiError;
-use crate::faults::{FaultRule, OutageMode};
+use crate::faults::{FaultKind, FaultRule, OutageMode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -151,8 +151,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     if let Some(ms) = faults.latency_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(err) = faults.error.and_then(|kind| kind.to_error(operation)) {
-        return Ok(error_response(&err, content_type));
+    let mut response_delay = None;
+    match faults.error {
+        Some(FaultKind::ResponseDelay { ms }) => response_delay = Some(Duration::from_millis(ms)),
+        Some(kind) => {
+            if let Some(err) = kind.to_error(operation) {
+                return Ok(error_response(&err, content_type));
+            }
+        }
+        None => {}
     }
     let body: Bytes = if content_type == crate::cbor::CONTENT_TYPE {
         match crate::cbor::request_to_json(&body) {
@@ -170,6 +177,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
         Ok(body) if content_type == crate::cbor::CONTENT_TYPE => crate::cbor::reply_to_cbor(&body),
         other => other,
     };
+    if let Some(delay) = response_delay {
+        tokio::time::sleep(delay).await;
+    }
     Ok(match result {
         Ok(body) => response(200, content_type, body),
         Err(err) => {

@@ -343,6 +343,11 @@ async fn dynamodb_members_of_the_wrong_type_are_serialization_errors() {
         ("TransactWriteItems", r#"{"TransactItems":[{"Put":5}]}"#),
         ("CreateTable", r#"{"TableName":"leases","KeySchema":{}}"#),
         ("PutItem", "[1, 2]"),
+        ("DescribeTable", r#"["leases"]"#),
+        (
+            "CreateTable",
+            r#"{"TableName":"leases","KeySchema":[["leaseKey","HASH"]]}"#,
+        ),
     ];
     for (op, body) in wrong_type {
         let (status, v) = call(op, body).await;

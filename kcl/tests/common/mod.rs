@@ -10,6 +10,7 @@ use kcl::{
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use stream_engine::{Engine, EngineConfig};
 use tokio::sync::Mutex;
@@ -73,6 +74,8 @@ pub async fn start(
     .expect("coordinator starts")
 }
 
+static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(1_000_000);
+
 /// What a holder saw and did.
 #[derive(Debug, Default)]
 pub struct Log {
@@ -95,14 +98,13 @@ impl Holder {
         let c = coordinator.clone();
         let l = log.clone();
         let task = tokio::spawn(async move {
-            let mut n: u64 = 1000;
             while let Some(event) = events.recv().await {
                 l.lock().await.events.push(event.clone());
                 if let LeaseEvent::HandoffRequested { key, .. } = event
                     && answer_handoffs
                 {
-                    n += 1;
-                    let seq = format!("{n}{:04}", key.shard_id().len());
+                    // Unique across holders, so a checkpoint tells who wrote it.
+                    let seq = NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed).to_string();
                     let cp = ExtendedCheckpoint::new(Checkpoint::Sequence(seq.clone()));
                     if c.checkpoint(&key, cp).await.is_ok()
                         && matches!(c.hand_off(&key).await, Ok(true))
@@ -204,4 +206,70 @@ pub fn s(v: &str) -> AttributeValue {
 
 pub fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// Another client's write on a lease, as the Java KCL takes one: counter + 1, and the owner
+/// set to `owner` (or left as it is), conditional on the counter just read; retried when a
+/// renewal moves the counter in between.
+pub async fn intrude(engine: &Engine, table: &str, key: &str, owner: Option<&str>) {
+    let d = engine.dynamodb_client();
+    for _ in 0..50 {
+        let item = d
+            .get_item()
+            .table_name(table)
+            .key("leaseKey", s(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("item");
+        let counter: u64 = item["leaseCounter"]
+            .as_n()
+            .expect("n")
+            .parse()
+            .expect("u64");
+        let mut update = d
+            .update_item()
+            .table_name(table)
+            .key("leaseKey", s(key))
+            .condition_expression("leaseCounter = :c")
+            .expression_attribute_values(":c", n(counter))
+            .expression_attribute_values(":next", n(counter + 1));
+        update = match owner {
+            Some(o) => update
+                .update_expression("SET leaseOwner = :o, leaseCounter = :next")
+                .expression_attribute_values(":o", s(o)),
+            None => update.update_expression("SET leaseCounter = :next"),
+        };
+        if update.send().await.is_ok() {
+            return;
+        }
+    }
+    panic!("could not write {key} behind the worker's back");
+}
+
+/// Samples the workers' own held sets until stopped: a lease is never held by two at once.
+pub fn watch_held(
+    workers: Vec<Coordinator>,
+) -> (Arc<std::sync::atomic::AtomicBool>, JoinHandle<usize>) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut samples = 0;
+        while !flag.load(Ordering::Relaxed) {
+            let mut seen: HashMap<LeaseKey, String> = HashMap::new();
+            for w in &workers {
+                for key in w.held_keys() {
+                    if let Some(other) = seen.insert(key.clone(), w.worker_id().to_owned()) {
+                        panic!("{key} held by {other} and {} at once", w.worker_id());
+                    }
+                }
+            }
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples
+    });
+    (stop, task)
 }

@@ -74,7 +74,7 @@ impl DynamoCore {
                     (None, Some(d)) => Write::Delete(required_item(&d.key, "key")?),
                     _ => {
                         return Err(ApiError::validation(
-                            "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
+                            "A write request must contain exactly one of PutRequest and DeleteRequest",
                         ));
                     }
                 };

@@ -16,6 +16,11 @@ use crate::error::ApiError;
 /// An item-shaped member (`Item`, `Key`, `ExclusiveStartKey`): attribute name to wire value.
 pub(super) type Attrs = serde_json::Map<String, Value>;
 
+/// The members of a request object this engine does not read. Having one makes serde read
+/// the struct as a map only: a JSON array in its place is a `SerializationException`, as on
+/// DynamoDB, not a positional struct.
+pub(super) type Rest = BTreeMap<String, serde::de::IgnoredAny>;
+
 /// Reads a whole request body (an empty body is an empty request).
 pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.is_empty() {
@@ -66,6 +71,9 @@ impl Exprs {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ExpectedAttr {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) value: Option<Value>,
     pub(super) exists: Option<bool>,
     pub(super) comparison_operator: Option<String>,
@@ -76,6 +84,9 @@ pub(super) struct ExpectedAttr {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct LegacyCondition {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) comparison_operator: Option<String>,
     pub(super) attribute_value_list: Option<Vec<Value>>,
 }
@@ -84,6 +95,9 @@ pub(super) struct LegacyCondition {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct AttributeUpdate {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) value: Option<Value>,
     pub(super) action: Option<String>,
 }
@@ -160,6 +174,9 @@ pub(super) struct ReadReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct TableReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) table_name: Option<String>,
 }
 
@@ -167,6 +184,9 @@ pub(super) struct TableReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ListTablesReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) limit: Option<i64>,
     pub(super) exclusive_start_table_name: Option<String>,
 }
@@ -175,6 +195,9 @@ pub(super) struct ListTablesReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KeySchemaElement {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) attribute_name: Option<String>,
     pub(super) key_type: Option<String>,
 }
@@ -183,6 +206,9 @@ pub(super) struct KeySchemaElement {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct AttributeDefinition {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) attribute_name: Option<String>,
     pub(super) attribute_type: Option<String>,
 }
@@ -191,6 +217,9 @@ pub(super) struct AttributeDefinition {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct Throughput {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) read_capacity_units: Option<i64>,
     pub(super) write_capacity_units: Option<i64>,
 }
@@ -199,6 +228,9 @@ pub(super) struct Throughput {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct ProjectionSpec {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) projection_type: Option<String>,
     pub(super) non_key_attributes: Option<Vec<String>>,
 }
@@ -207,6 +239,9 @@ pub(super) struct ProjectionSpec {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct IndexSpec {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) index_name: Option<String>,
     pub(super) key_schema: Option<Vec<KeySchemaElement>>,
     pub(super) projection: Option<ProjectionSpec>,
@@ -217,6 +252,9 @@ pub(super) struct IndexSpec {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct CreateTableReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) table_name: Option<String>,
     pub(super) key_schema: Option<Vec<KeySchemaElement>>,
     pub(super) attribute_definitions: Option<Vec<AttributeDefinition>>,
@@ -229,6 +267,9 @@ pub(super) struct CreateTableReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct IndexDelete {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) index_name: Option<String>,
 }
 
@@ -236,6 +277,9 @@ pub(super) struct IndexDelete {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct IndexUpdate {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) create: Option<IndexSpec>,
     pub(super) delete: Option<IndexDelete>,
 }
@@ -244,6 +288,9 @@ pub(super) struct IndexUpdate {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct UpdateTableReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) table_name: Option<String>,
     pub(super) attribute_definitions: Option<Vec<AttributeDefinition>>,
     pub(super) global_secondary_index_updates: Option<Vec<IndexUpdate>>,
@@ -268,6 +315,9 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Echoed<T> {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct BatchWriteReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) request_items: Option<BTreeMap<String, Vec<Echoed<WriteRequest>>>>,
 }
 
@@ -275,6 +325,9 @@ pub(super) struct BatchWriteReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct BatchGetReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) request_items: Option<BTreeMap<String, Echoed<KeysAndAttributes>>>,
 }
 
@@ -282,6 +335,9 @@ pub(super) struct BatchGetReq {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct PutRequest {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) item: Option<Attrs>,
 }
 
@@ -289,6 +345,9 @@ pub(super) struct PutRequest {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct DeleteRequest {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) key: Option<Attrs>,
 }
 
@@ -296,6 +355,9 @@ pub(super) struct DeleteRequest {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct WriteRequest {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) put_request: Option<PutRequest>,
     pub(super) delete_request: Option<DeleteRequest>,
 }
@@ -318,6 +380,9 @@ pub(super) struct KeysAndAttributes {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct TransactItem {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) put: Option<ItemReq>,
     pub(super) update: Option<ItemReq>,
     pub(super) delete: Option<ItemReq>,
@@ -329,5 +394,8 @@ pub(super) struct TransactItem {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct TransactReq {
+    /// Members this engine does not read (a flattened map also refuses a JSON array).
+    #[serde(flatten)]
+    pub(super) _rest: Rest,
     pub(super) transact_items: Option<Vec<TransactItem>>,
 }

@@ -72,6 +72,7 @@ fn get_action(item: TransactItem) -> Result<ItemReq, ApiError> {
             update: None,
             delete: None,
             condition_check: None,
+            ..
         } => Ok(m),
         _ => Err(ApiError::validation(
             "TransactItems can only contain one of Get",
