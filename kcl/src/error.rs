@@ -83,17 +83,14 @@ impl LeaseError {
 
 /// Error codes worth retrying.
 pub(crate) fn is_transient_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "LimitExceededException"
-            | "InternalServerError"
-            | "InternalFailure"
-            | "ServiceUnavailable"
-            | "TransactionConflictException"
-    )
+    is_throttle_code(code)
+        || matches!(
+            code,
+            "InternalServerError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "TransactionConflictException"
+        )
 }
 
 /// Whether an error code means throttling.

@@ -79,6 +79,32 @@ impl LeaseTable {
         ])
     }
 
+    /// A write on a held lease, fenced on its counter and owner: `update` with `:c`, `:next`,
+    /// `:me` and `extra`; afterwards the owner is `owner_after`.
+    async fn fenced_write(
+        &self,
+        lease: &Lease,
+        owner: &str,
+        update: &str,
+        extra: Vec<(&str, AttributeValue)>,
+        deadline: Option<Instant>,
+        owner_after: Option<&str>,
+    ) -> Result<Lease, LeaseError> {
+        let mut values = Self::owned(lease, owner);
+        values.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let written = self
+            .update(
+                &lease.key,
+                update,
+                "#c = :c AND #o = :me",
+                values,
+                deadline,
+                Some((owner_after, lease.counter.saturating_add(1))),
+            )
+            .await?;
+        lost_unless_done(written, &lease.key)
+    }
+
     /// Renews a held lease (counter + 1), fenced on its counter and owner, trying until
     /// `deadline`. A failed condition is [`LeaseError::LeaseLost`].
     pub async fn renew(
@@ -87,17 +113,15 @@ impl LeaseTable {
         owner: &str,
         deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
-        let written = self
-            .update(
-                &lease.key,
-                "SET #c = :next",
-                "#c = :c AND #o = :me",
-                Self::owned(lease, owner),
-                deadline,
-                Some((Some(owner), lease.counter.saturating_add(1))),
-            )
-            .await?;
-        lost_unless_done(written, &lease.key)
+        self.fenced_write(
+            lease,
+            owner,
+            "SET #c = :next",
+            Vec::new(),
+            deadline,
+            Some(owner),
+        )
+        .await
     }
 
     /// Takes a lease as observed (counter and owner unchanged since): owner set to `new_owner`,
@@ -142,21 +166,20 @@ impl LeaseTable {
         checkpoint: &ExtendedCheckpoint,
         deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
-        let mut values = Self::owned(lease, owner);
-        values.insert(":cp".into(), s(checkpoint.checkpoint.as_str()));
-        values.insert(":cps".into(), n(checkpoint.sub_sequence));
-        values.insert(":zero".into(), n(0));
-        let written = self
-            .update(
-                &lease.key,
-                "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps, #pst",
-                "#c = :c AND #o = :me",
-                values,
-                deadline,
-                Some((Some(owner), lease.counter.saturating_add(1))),
-            )
-            .await?;
-        lost_unless_done(written, &lease.key)
+        let extra = vec![
+            (":cp", s(checkpoint.checkpoint.as_str())),
+            (":cps", n(checkpoint.sub_sequence)),
+            (":zero", n(0)),
+        ];
+        self.fenced_write(
+            lease,
+            owner,
+            "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps, #pst",
+            extra,
+            deadline,
+            Some(owner),
+        )
+        .await
     }
 
     /// Stores a pending (prepared) checkpoint in a held lease, fenced on counter and owner.
@@ -167,20 +190,19 @@ impl LeaseTable {
         pending: &ExtendedCheckpoint,
         deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
-        let mut values = Self::owned(lease, owner);
-        values.insert(":p".into(), s(pending.checkpoint.as_str()));
-        values.insert(":ps".into(), n(pending.sub_sequence));
-        let written = self
-            .update(
-                &lease.key,
-                "SET #p = :p, #ps = :ps, #c = :next",
-                "#c = :c AND #o = :me",
-                values,
-                deadline,
-                Some((Some(owner), lease.counter.saturating_add(1))),
-            )
-            .await?;
-        lost_unless_done(written, &lease.key)
+        let extra = vec![
+            (":p", s(pending.checkpoint.as_str())),
+            (":ps", n(pending.sub_sequence)),
+        ];
+        self.fenced_write(
+            lease,
+            owner,
+            "SET #p = :p, #ps = :ps, #c = :next",
+            extra,
+            deadline,
+            Some(owner),
+        )
+        .await
     }
 
     /// Releases a held lease: owner and hand-off request removed, counter + 1.
@@ -190,17 +212,15 @@ impl LeaseTable {
         owner: &str,
         deadline: Option<Instant>,
     ) -> Result<Lease, LeaseError> {
-        let written = self
-            .update(
-                &lease.key,
-                "SET #c = :next REMOVE #o, #h",
-                "#c = :c AND #o = :me",
-                Self::owned(lease, owner),
-                deadline,
-                Some((None, lease.counter.saturating_add(1))),
-            )
-            .await?;
-        lost_unless_done(written, &lease.key)
+        self.fenced_write(
+            lease,
+            owner,
+            "SET #c = :next REMOVE #o, #h",
+            Vec::new(),
+            deadline,
+            None,
+        )
+        .await
     }
 
     /// Hands a held lease to the worker that asked for it (`handoffTo`), fenced on counter and

@@ -5,7 +5,7 @@ use crate::discovery::ShardInfo;
 use crate::error::{LeaseError, is_transient_code};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
-use aws_sdk_kinesis::types::{ChildShard, Shard, ShardFilter, ShardFilterType};
+use aws_sdk_kinesis::types::{ChildShard, HashKeyRange, Shard, ShardFilter, ShardFilterType};
 use aws_smithy_types::DateTime;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use std::time::Duration;
@@ -43,18 +43,20 @@ impl From<String> for StreamRef {
     }
 }
 
+fn range_of(r: Option<&HashKeyRange>) -> (String, String) {
+    r.map(|r| {
+        (
+            r.starting_hash_key().to_owned(),
+            r.ending_hash_key().to_owned(),
+        )
+    })
+    .unwrap_or_default()
+}
+
 fn info(s: &Shard) -> ShardInfo {
     let mut parents: Vec<String> = s.parent_shard_id().into_iter().map(str::to_owned).collect();
     parents.extend(s.adjacent_parent_shard_id().map(str::to_owned));
-    let range = s
-        .hash_key_range()
-        .map(|r| {
-            (
-                r.starting_hash_key().to_owned(),
-                r.ending_hash_key().to_owned(),
-            )
-        })
-        .unwrap_or_default();
+    let range = range_of(s.hash_key_range());
     ShardInfo {
         id: s.shard_id().to_owned(),
         parents,
@@ -67,15 +69,7 @@ fn info(s: &Shard) -> ShardInfo {
 
 /// A child shard as `GetRecords` or `SubscribeToShard` reports it at a shard end.
 pub fn child_info(c: &ChildShard) -> ShardInfo {
-    let range = c
-        .hash_key_range()
-        .map(|r| {
-            (
-                r.starting_hash_key().to_owned(),
-                r.ending_hash_key().to_owned(),
-            )
-        })
-        .unwrap_or_default();
+    let range = range_of(c.hash_key_range());
     ShardInfo {
         id: c.shard_id().to_owned(),
         parents: c.parent_shards().to_vec(),

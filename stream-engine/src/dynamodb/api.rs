@@ -1,27 +1,24 @@
 //! The DynamoDB JSON API (awsJson1_0): tables and items for lease tables.
 
-use super::expr::{self, Path};
+use super::expr;
 use super::legacy;
 use super::requests::*;
-use super::value::{Item, item_from_map, item_to_json};
+use super::value::{Item, item_to_json};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::error::ApiError;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
-use std::ops::Bound;
 use std::sync::Arc;
 
 /// The `X-Amz-Target` prefix of DynamoDB operations.
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810";
 
 pub use super::request::MAX_ITEM_SIZE;
+pub use super::request::SCAN_PAGE_BYTES;
 use super::request::*;
-use super::table::{Key, Table};
-/// Most data one `Scan` page reads (1 MB).
-pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
+use super::table::Table;
 
 /// The DynamoDB tables of an engine.
 #[derive(Debug)]
@@ -108,7 +105,7 @@ impl DynamoCore {
     }
 
     /// A table ready for item operations.
-    fn active(&self, name: &Option<String>) -> Result<Arc<Table>, ApiError> {
+    pub(super) fn active(&self, name: &Option<String>) -> Result<Arc<Table>, ApiError> {
         self.active_named(table_name(name)?)
     }
 
@@ -389,93 +386,5 @@ impl DynamoCore {
             ("ALL_OLD", Some(old)) => json!({ "Attributes": item_to_json(&old) }),
             _ => json!({}),
         })
-    }
-
-    fn scan(&self, v: ReadReq) -> Result<Value, ApiError> {
-        let legacy = legacy::uses_legacy(
-            &v.legacy,
-            &v.exprs,
-            &["ScanFilter", "ConditionalOperator", "AttributesToGet"],
-        )?;
-        let t = self.active(&v.table_name)?;
-        let limit = super::query::limit_of(v.limit)?;
-        let segment = match (v.segment, v.total_segments) {
-            (None, None) => None,
-            (Some(s), Some(n)) if (1..=1_000_000).contains(&n) && (0..n).contains(&s) => {
-                Some((s as u64, n as u64))
-            }
-            _ => {
-                return Err(ApiError::validation(
-                    "The Segment parameter must be in 0..TotalSegments, and both must be given together",
-                ));
-            }
-        };
-        let count_only = match v.select.as_deref() {
-            None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
-            Some("COUNT") => true,
-            Some(other) => {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES]"
-                )));
-            }
-        };
-        let mut ctx = context(&v.exprs)?;
-        let (filter, projection): (Option<expr::Cond>, Option<Vec<Path>>) = if legacy {
-            (
-                legacy::filter(
-                    v.legacy.scan_filter.as_ref(),
-                    v.legacy.conditional_operator.as_deref(),
-                )?,
-                legacy::attributes_to_get(&v.legacy)?,
-            )
-        } else {
-            (filter(&v.exprs, &mut ctx)?, projection(&v.exprs, &mut ctx)?)
-        };
-        ctx.check_all_used()?;
-        if let Some(name) = v.index_name.as_deref() {
-            let index = t.readable_index(name, self.clock.now_ms())?;
-            if segment.is_some() {
-                return Err(ApiError::validation(
-                    "Parallel scans of an index are not supported by this engine",
-                ));
-            }
-            let page = super::query::Page {
-                limit,
-                forward: true,
-                key_cond: None,
-                filter: filter.as_ref(),
-                projection: projection.as_deref(),
-                count_only,
-            };
-            return super::query::query_index(&t, &index, v.exclusive_start_key.as_ref(), page);
-        }
-        let start = match &v.exclusive_start_key {
-            None => None,
-            Some(k) => Some(t.key_from_key(&item_from_map(k)?)?),
-        };
-        let items = t.items.lock();
-        let range = match &start {
-            Some(k) => items.range((Bound::Excluded(k.clone()), Bound::Unbounded)),
-            None => items.range::<Key, _>(..),
-        };
-        let in_segment = |key: &Key| match segment {
-            Some((s, n)) => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                key.hash(&mut h);
-                h.finish() % n == s
-            }
-            None => true,
-        };
-        let page = collect_page(
-            range
-                .filter(|(key, _)| in_segment(key))
-                .map(|(_, item)| item),
-            limit,
-            None,
-            filter.as_ref(),
-            projection.as_deref(),
-            std::borrow::Cow::Borrowed,
-        )?;
-        Ok(page_reply(page, count_only, |last| t.key_item(last)))
     }
 }

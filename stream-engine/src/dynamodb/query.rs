@@ -1,5 +1,6 @@
 //! `Query`: the items of one hash key, in range-key order (or reversed), narrowed by a key
-//! condition on the range key, then filtered and projected like `Scan`.
+//! condition on the range key, then filtered and projected; and `Scan`, of a table or an
+//! index, with the same page collector.
 
 use super::api::DynamoCore;
 use super::expr::{self, CmpOp, Cond, Operand, Path, PathElem};
@@ -11,6 +12,7 @@ use super::table::{Index, Key, KeyAttr, KeyPart, Table};
 use super::value::{AttrValue, Item, item_from_map};
 use crate::error::ApiError;
 use serde_json::Value;
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 
 fn invalid_key_condition(why: &str) -> ApiError {
@@ -224,6 +226,94 @@ impl DynamoCore {
             range.map(|(_, item)| item),
             limit,
             Some(&key_cond),
+            filter.as_ref(),
+            projection.as_deref(),
+            std::borrow::Cow::Borrowed,
+        )?;
+        Ok(page_reply(page, count_only, |last| t.key_item(last)))
+    }
+
+    pub(super) fn scan(&self, v: ReadReq) -> Result<Value, ApiError> {
+        let legacy = legacy::uses_legacy(
+            &v.legacy,
+            &v.exprs,
+            &["ScanFilter", "ConditionalOperator", "AttributesToGet"],
+        )?;
+        let t = self.active(&v.table_name)?;
+        let limit = limit_of(v.limit)?;
+        let segment = match (v.segment, v.total_segments) {
+            (None, None) => None,
+            (Some(s), Some(n)) if (1..=1_000_000).contains(&n) && (0..n).contains(&s) => {
+                Some((s as u64, n as u64))
+            }
+            _ => {
+                return Err(ApiError::validation(
+                    "The Segment parameter must be in 0..TotalSegments, and both must be given together",
+                ));
+            }
+        };
+        let count_only = match v.select.as_deref() {
+            None | Some("ALL_ATTRIBUTES") | Some("SPECIFIC_ATTRIBUTES") => false,
+            Some("COUNT") => true,
+            Some(other) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES]"
+                )));
+            }
+        };
+        let mut ctx = context(&v.exprs)?;
+        let (filter, projection): (Option<expr::Cond>, Option<Vec<Path>>) = if legacy {
+            (
+                legacy::filter(
+                    v.legacy.scan_filter.as_ref(),
+                    v.legacy.conditional_operator.as_deref(),
+                )?,
+                legacy::attributes_to_get(&v.legacy)?,
+            )
+        } else {
+            (filter(&v.exprs, &mut ctx)?, projection(&v.exprs, &mut ctx)?)
+        };
+        ctx.check_all_used()?;
+        if let Some(name) = v.index_name.as_deref() {
+            let index = t.readable_index(name, self.now_ms())?;
+            if segment.is_some() {
+                return Err(ApiError::validation(
+                    "Parallel scans of an index are not supported by this engine",
+                ));
+            }
+            let page = Page {
+                limit,
+                forward: true,
+                key_cond: None,
+                filter: filter.as_ref(),
+                projection: projection.as_deref(),
+                count_only,
+            };
+            return query_index(&t, &index, v.exclusive_start_key.as_ref(), page);
+        }
+        let start = match &v.exclusive_start_key {
+            None => None,
+            Some(k) => Some(t.key_from_key(&item_from_map(k)?)?),
+        };
+        let items = t.items.lock();
+        let range = match &start {
+            Some(k) => items.range((Bound::Excluded(k.clone()), Bound::Unbounded)),
+            None => items.range::<Key, _>(..),
+        };
+        let in_segment = |key: &Key| match segment {
+            Some((s, n)) => {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                key.hash(&mut h);
+                h.finish() % n == s
+            }
+            None => true,
+        };
+        let page = collect_page(
+            range
+                .filter(|(key, _)| in_segment(key))
+                .map(|(_, item)| item),
+            limit,
+            None,
             filter.as_ref(),
             projection.as_deref(),
             std::borrow::Cow::Borrowed,

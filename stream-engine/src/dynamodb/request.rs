@@ -8,6 +8,9 @@ use crate::error::ApiError;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
+/// Most data one `Scan` page reads (1 MB).
+pub const SCAN_PAGE_BYTES: usize = 1024 * 1024;
+
 /// Largest item, in bytes (400 KB).
 pub const MAX_ITEM_SIZE: usize = 400 * 1024;
 
@@ -188,7 +191,7 @@ pub(super) fn collect_page<'a>(
         {
             continue;
         }
-        if scanned >= limit || bytes >= super::api::SCAN_PAGE_BYTES {
+        if scanned >= limit || bytes >= SCAN_PAGE_BYTES {
             more = true;
             break;
         }
