@@ -74,7 +74,9 @@
 //! ```
 
 mod balance;
+mod checkpointer;
 mod config;
+mod consumer_metrics;
 mod coordinator;
 mod discovery;
 mod error;
@@ -84,10 +86,17 @@ mod lease_item;
 mod lease_table;
 mod lease_writes;
 mod metrics;
+mod processor;
+mod records;
+mod retrieval;
 mod rounds;
+mod scheduler;
+mod shard_consumer;
 mod shards;
 
+pub use checkpointer::{CheckpointError, Checkpointer, PreparedCheckpoint};
 pub use config::{CoordinatorConfig, InitialPosition};
+pub use consumer_metrics::ProcessingSnapshot;
 pub use coordinator::{Coordinator, CoordinatorBuilder, ShutdownReport};
 pub use discovery::ShardInfo;
 pub use error::{BadLeaseItem, ConfigError, LeaseError, StartError};
@@ -95,4 +104,12 @@ pub use events::{LeaseEvent, LeaseEvents, LostReason};
 pub use lease::{Checkpoint, ExtendedCheckpoint, Lease, LeaseKey, compare_sequence};
 pub use lease_table::LeaseTable;
 pub use metrics::MetricsSnapshot;
+pub use processor::{
+    DeadLetterHandler, InitializeInput, OnError, ProcessRecordsInput, ProcessorError,
+    ShardRecordProcessor, ShardRecordProcessorFactory,
+};
+pub use records::Record;
+pub use scheduler::{
+    Scheduler, SchedulerBuilder, SchedulerConfig, SchedulerError, SchedulerHandle,
+};
 pub use shards::{StreamRef, child_info};

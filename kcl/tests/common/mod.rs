@@ -31,6 +31,21 @@ pub async fn engine() -> Engine {
     .expect("engine starts")
 }
 
+/// An engine on the manual clock without throughput limits (time would never refill them).
+pub async fn engine_unlimited() -> Engine {
+    Engine::start(
+        EngineConfig {
+            retention_check_interval: None,
+            manual_clock: true,
+            limits: stream_engine::Limits::disabled(),
+            ..EngineConfig::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("engine starts")
+}
+
 /// Creates a stream of `shards` shards.
 pub async fn stream(engine: &Engine, name: &str, shards: i32) {
     engine

@@ -1,0 +1,292 @@
+//! Polling retrieval: `GetShardIterator`, then `GetRecords` in a task that stays one batch
+//! ahead of the processor. Throttling backs off with jitter, an expired iterator restarts
+//! after the last record fetched, transient errors are retried.
+
+use crate::discovery::ShardInfo;
+use crate::error::is_transient_code;
+use crate::records::Fetched;
+use crate::shards::{StreamRef, child_info, list_shards};
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use aws_smithy_types::DateTime;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Where reading a shard begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StartAt {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(SystemTime),
+    /// At this sequence number (records up to the checkpoint are skipped by the consumer).
+    AtSequence(String),
+    AfterSequence(String),
+}
+
+/// One `GetRecords` answer that carried records, or the end of the shard.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub records: Vec<Fetched>,
+    pub millis_behind: Option<i64>,
+    /// `Some` at the end of the shard: its children.
+    pub end: Option<Vec<ShardInfo>>,
+}
+
+/// How the fetcher reads.
+#[derive(Debug, Clone)]
+pub(crate) struct FetchConfig {
+    pub max_records: i32,
+    pub idle_time: Duration,
+    pub call_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Counts of the fetcher, for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct FetchCounters {
+    pub throttles: std::sync::atomic::AtomicU64,
+    pub expired_iterators: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+}
+
+struct Fetcher {
+    client: Client,
+    stream: StreamRef,
+    shard_id: String,
+    config: FetchConfig,
+    counters: std::sync::Arc<FetchCounters>,
+    failures: u32,
+}
+
+/// Starts fetching `shard_id` from `start`; batches arrive on the receiver, at most one
+/// ahead of the one being processed.
+pub(crate) fn spawn_fetcher(
+    client: Client,
+    stream: StreamRef,
+    shard_id: String,
+    start: StartAt,
+    config: FetchConfig,
+    counters: std::sync::Arc<FetchCounters>,
+) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(1);
+    let fetcher = Fetcher {
+        client,
+        stream,
+        shard_id,
+        config,
+        counters,
+        failures: 0,
+    };
+    let task = tokio::spawn(fetcher.run(start, tx));
+    (rx, task)
+}
+
+enum Failure {
+    Throttled,
+    Expired,
+    Other(String),
+}
+
+impl Fetcher {
+    async fn backoff(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let exp = self
+            .config
+            .min_backoff
+            .saturating_mul(1u32 << self.failures.min(10))
+            .min(self.config.max_backoff);
+        let jittered = exp.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        tokio::time::sleep(jittered).await;
+    }
+
+    async fn iterator(&mut self, start: &StartAt) -> String {
+        loop {
+            let mut req = self.client.get_shard_iterator().shard_id(&self.shard_id);
+            req = match &self.stream {
+                StreamRef::Name(n) => req.stream_name(n),
+                StreamRef::Arn(a) => req.stream_arn(a),
+            };
+            req = match start {
+                StartAt::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+                StartAt::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+                StartAt::AtTimestamp(t) => req
+                    .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                    .timestamp(DateTime::from(*t)),
+                StartAt::AtSequence(s) => req
+                    .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                    .starting_sequence_number(s),
+                StartAt::AfterSequence(s) => req
+                    .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                    .starting_sequence_number(s),
+            };
+            match tokio::time::timeout(self.config.call_timeout, req.send()).await {
+                Ok(Ok(out)) => {
+                    if let Some(it) = out.shard_iterator {
+                        self.failures = 0;
+                        return it;
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.counters
+                        .errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(shard = %self.shard_id, code = ?e.code(), "GetShardIterator failed");
+                }
+                Err(_) => {
+                    self.counters
+                        .errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            self.backoff().await;
+        }
+    }
+
+    async fn get_records(
+        &self,
+        iterator: &str,
+    ) -> Result<aws_sdk_kinesis::operation::get_records::GetRecordsOutput, Failure> {
+        let call = self
+            .client
+            .get_records()
+            .shard_iterator(iterator)
+            .limit(self.config.max_records)
+            .send();
+        match tokio::time::timeout(self.config.call_timeout, call).await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => match e.code() {
+                Some("ExpiredIteratorException") => Err(Failure::Expired),
+                Some(c)
+                    if c.contains("Throughput")
+                        || c.contains("Throttl")
+                        || c.contains("LimitExceeded") =>
+                {
+                    Err(Failure::Throttled)
+                }
+                Some(c) if is_transient_code(c) => Err(Failure::Other(c.to_owned())),
+                code => Err(Failure::Other(code.map(str::to_owned).unwrap_or_else(
+                    || aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                ))),
+            },
+            Err(_) => Err(Failure::Other("GetRecords timed out".into())),
+        }
+    }
+
+    async fn children(&self, given: Vec<ShardInfo>) -> Vec<ShardInfo> {
+        if !given.is_empty() {
+            return given;
+        }
+        // An engine that gives no ChildShards: look them up.
+        match list_shards(
+            &self.client,
+            &self.stream,
+            None,
+            5,
+            self.config.call_timeout,
+        )
+        .await
+        {
+            Ok(all) => all
+                .into_iter()
+                .filter(|s| s.parents.contains(&self.shard_id))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(shard = %self.shard_id, error = %e, "child shards not found");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn run(mut self, start: StartAt, tx: mpsc::Sender<Batch>) {
+        let mut iterator = self.iterator(&start).await;
+        let mut last: Option<String> = None;
+        loop {
+            let out = match self.get_records(&iterator).await {
+                Ok(out) => {
+                    self.failures = 0;
+                    out
+                }
+                Err(Failure::Expired) => {
+                    self.counters
+                        .expired_iterators
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let restart = match &last {
+                        Some(seq) => StartAt::AfterSequence(seq.clone()),
+                        None => start.clone(),
+                    };
+                    iterator = self.iterator(&restart).await;
+                    continue;
+                }
+                Err(Failure::Throttled) => {
+                    self.counters
+                        .throttles
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.backoff().await;
+                    continue;
+                }
+                Err(Failure::Other(why)) => {
+                    self.counters
+                        .errors
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(shard = %self.shard_id, %why, "GetRecords failed; retrying");
+                    self.backoff().await;
+                    continue;
+                }
+            };
+            let millis_behind = out.millis_behind_latest;
+            let records: Vec<Fetched> = out
+                .records
+                .into_iter()
+                .map(|r| Fetched {
+                    data: bytes::Bytes::from(r.data.into_inner()),
+                    partition_key: r.partition_key.unwrap_or_default(),
+                    explicit_hash_key: None,
+                    sequence_number: r.sequence_number,
+                    arrival: r
+                        .approximate_arrival_timestamp
+                        .and_then(|t| SystemTime::try_from(t).ok()),
+                })
+                .collect();
+            if let Some(r) = records.last() {
+                last = Some(r.sequence_number.clone());
+            }
+            let Some(next) = out.next_shard_iterator else {
+                let given = out
+                    .child_shards
+                    .unwrap_or_default()
+                    .iter()
+                    .map(child_info)
+                    .collect();
+                let children = self.children(given).await;
+                let _ = tx
+                    .send(Batch {
+                        records,
+                        millis_behind,
+                        end: Some(children),
+                    })
+                    .await;
+                return;
+            };
+            let caught_up = records.is_empty() && millis_behind.unwrap_or(0) == 0;
+            if !records.is_empty()
+                && tx
+                    .send(Batch {
+                        records,
+                        millis_behind,
+                        end: None,
+                    })
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            iterator = next;
+            if caught_up {
+                tokio::time::sleep(self.config.idle_time).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Record processing through the Scheduler: delivery of aggregated and plain records, order,
+//! restart inside an aggregate, failure policies, graceful shutdown and resharding.
+
+mod common;
+
+use async_trait::async_trait;
+use common::*;
+use kcl::{
+    Checkpointer, DeadLetterHandler, InitializeInput, OnError, ProcessRecordsInput, ProcessorError,
+    Record, Scheduler, SchedulerConfig, SchedulerHandle, ShardRecordProcessor,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use stream_engine::Engine;
+use tokio::sync::Mutex;
+
+/// Everything the processors of a test saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// shard → records in delivery order.
+    records: BTreeMap<String, Vec<Record>>,
+    /// Every record, in delivery order across shards.
+    order: Vec<Record>,
+    initialized: Vec<InitializeInput>,
+    shutdown_requested: Vec<String>,
+    ended: Vec<String>,
+    lost: Vec<String>,
+}
+
+impl Seen {
+    fn count(&self) -> usize {
+        self.records.values().map(Vec::len).sum()
+    }
+}
+
+/// A processor that records what it sees and checkpoints after each batch.
+struct Collector {
+    shard: String,
+    seen: Arc<Mutex<Seen>>,
+    /// Fail the first N calls.
+    fail_first: Arc<AtomicU32>,
+    /// Fail every batch holding a record with this data.
+    poison: Option<&'static [u8]>,
+    /// Checkpoint only up to this many records of the first batch, then ask nothing more.
+    checkpoint_each_batch: bool,
+}
+
+#[async_trait]
+impl ShardRecordProcessor for Collector {
+    async fn initialize(&mut self, input: InitializeInput) -> Result<(), ProcessorError> {
+        self.seen.lock().await.initialized.push(input);
+        Ok(())
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        if self
+            .fail_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err("failing on purpose".into());
+        }
+        if let Some(p) = self.poison
+            && input.records.iter().any(|r| r.data.as_ref() == p)
+        {
+            return Err("poison".into());
+        }
+        let mut seen = self.seen.lock().await;
+        seen.order.extend(input.records.iter().cloned());
+        seen.records
+            .entry(self.shard.clone())
+            .or_default()
+            .extend(input.records);
+        drop(seen);
+        if self.checkpoint_each_batch {
+            checkpointer.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    async fn lease_lost(&mut self) {
+        self.seen.lock().await.lost.push(self.shard.clone());
+    }
+
+    async fn shard_ended(&mut self, checkpointer: &mut Checkpointer) -> Result<(), ProcessorError> {
+        self.seen.lock().await.ended.push(self.shard.clone());
+        checkpointer.checkpoint_shard_end().await?;
+        Ok(())
+    }
+
+    async fn shutdown_requested(
+        &mut self,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        self.seen
+            .lock()
+            .await
+            .shutdown_requested
+            .push(self.shard.clone());
+        if self.checkpoint_each_batch {
+            let _ = checkpointer.checkpoint().await;
+        }
+        Ok(())
+    }
+}
+
+fn quick() -> SchedulerConfig {
+    SchedulerConfig::default()
+        .coordinator(fast())
+        .idle_time_between_reads(Duration::from_millis(50))
+        .parent_poll_interval(Duration::from_millis(50))
+        .retry_backoff(Duration::from_millis(10))
+        .read_timeout(Duration::from_secs(2))
+}
+
+struct Worker {
+    handle: SchedulerHandle,
+    run: tokio::task::JoinHandle<Result<(), kcl::SchedulerError>>,
+}
+
+fn worker(
+    engine: &Engine,
+    (app, stream): (&str, &str),
+    id: &str,
+    config: SchedulerConfig,
+    seen: Arc<Mutex<Seen>>,
+    fail_first: Arc<AtomicU32>,
+    poison: Option<&'static [u8]>,
+) -> Worker {
+    let scheduler = Scheduler::builder(app, stream)
+        .kinesis(engine.kinesis_client())
+        .dynamodb(engine.dynamodb_client())
+        .worker_id(id)
+        .config(config)
+        .processor_factory(move |shard: &str| -> Box<dyn ShardRecordProcessor> {
+            Box::new(Collector {
+                shard: shard.to_owned(),
+                seen: seen.clone(),
+                fail_first: fail_first.clone(),
+                poison,
+                checkpoint_each_batch: true,
+            })
+        })
+        .build()
+        .expect("scheduler");
+    let handle = scheduler.handle();
+    let run = tokio::spawn(scheduler.run());
+    Worker { handle, run }
+}
+
+/// Puts `n` plain records with keys `key-{i % keys}`; returns nothing (the test reads back).
+async fn put_plain(engine: &Engine, stream: &str, prefix: &str, n: usize, keys: usize) {
+    let k = engine.kinesis_client();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let entries = chunk
+            .iter()
+            .map(|i| {
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key(format!("key-{}", i % keys))
+                    .data(aws_sdk_kinesis::primitives::Blob::new(format!(
+                        "{prefix}-{i}"
+                    )))
+                    .build()
+                    .expect("entry")
+            })
+            .collect();
+        let out = k
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("put records");
+        assert_eq!(out.failed_record_count(), Some(0));
+    }
+}
+
+/// Sends `n` records through the producer (aggregated), keys `key-{i % keys}`.
+async fn put_aggregated(engine: &Engine, stream: &str, prefix: &str, n: usize, keys: usize) {
+    let producer = kpl::Producer::builder(engine.kinesis_client_without_retries(), stream)
+        .build()
+        .await
+        .expect("producer");
+    for i in 0..n {
+        producer
+            .send(kpl::UserRecord::new(
+                format!("key-{}", i % keys),
+                format!("{prefix}-{i}"),
+            ))
+            .await
+            .expect("send");
+    }
+    let report = producer.shutdown(Duration::from_secs(30)).await;
+    assert!(report.is_clean(), "{report:?}");
+}
+
+fn data(r: &Record) -> String {
+    String::from_utf8_lossy(&r.data).into_owned()
+}
+
+/// Per shard, positions strictly increase; per key, the records' numbers increase.
+fn assert_ordered(seen: &Seen) {
+    for (shard, records) in &seen.records {
+        for w in records.windows(2) {
+            let a = (&w[0].sequence_number, w[0].sub_sequence_number);
+            let b = (&w[1].sequence_number, w[1].sub_sequence_number);
+            let ord = kcl::compare_sequence(a.0, b.0).then(a.1.cmp(&b.1));
+            assert_eq!(ord, std::cmp::Ordering::Less, "{shard}: {a:?} then {b:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_gets_every_aggregated_and_plain_record_once_in_order() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "deliver", 4).await;
+    put_aggregated(&engine, "deliver", "agg", 45_000, 500).await;
+    put_plain(&engine, "deliver", "plain", 5_000, 500).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("deliver-app", "deliver"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    wait_until(Duration::from_secs(60), "50 000 records", || async {
+        seen.lock().await.count() >= 50_000
+    })
+    .await;
+    w.handle.shutdown().await;
+    w.run.await.expect("task").expect("run");
+    let seen = seen.lock().await;
+    assert_eq!(seen.count(), 50_000);
+    let mut unique = std::collections::HashSet::new();
+    for r in seen.records.values().flatten() {
+        assert!(unique.insert(data(r)), "duplicate {}", data(r));
+    }
+    assert_ordered(&seen);
+    let aggregated = seen
+        .records
+        .values()
+        .flatten()
+        .filter(|r| r.aggregated)
+        .count();
+    assert_eq!(aggregated, 45_000);
+    // Sub-sequence numbers count up inside each aggregate from 0.
+    let mut by_seq: HashMap<&str, Vec<u64>> = HashMap::new();
+    for r in seen.records.values().flatten().filter(|r| r.aggregated) {
+        by_seq
+            .entry(&r.sequence_number)
+            .or_default()
+            .push(r.sub_sequence_number);
+    }
+    for subs in by_seq.values() {
+        assert_eq!(*subs, (0..subs.len() as u64).collect::<Vec<_>>());
+    }
+    assert!(
+        by_seq.values().any(|s| s.len() > 1),
+        "aggregates with several records"
+    );
+    assert_eq!(w.handle.processing_metrics().records_processed, 50_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_is_redelivered_and_nothing_skipped() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "retry", 1).await;
+    put_plain(&engine, "retry", "r", 300, 10).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("retry-app", "retry"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(2)),
+        None,
+    );
+    wait_until(Duration::from_secs(20), "300 records", || async {
+        seen.lock().await.count() >= 300
+    })
+    .await;
+    w.handle.shutdown().await;
+    let seen = seen.lock().await;
+    assert_eq!(seen.count(), 300);
+    let got: Vec<String> = seen.records.values().flatten().map(data).collect();
+    let want: Vec<String> = (0..300).map(|i| format!("r-{i}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(w.handle.processing_metrics().retries, 2);
+}
+
+struct Dlq {
+    got: Mutex<Vec<Record>>,
+}
+
+#[async_trait]
+impl DeadLetterHandler for Dlq {
+    async fn handle(
+        &self,
+        _shard: &str,
+        records: Vec<Record>,
+        _error: &ProcessorError,
+    ) -> Result<(), ProcessorError> {
+        self.got.lock().await.extend(records);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bisect_on_error_sends_the_poison_record_to_the_dead_letter_handler() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "poison", 1).await;
+    put_plain(&engine, "poison", "p", 100, 7).await;
+    let dlq = Arc::new(Dlq {
+        got: Mutex::new(Vec::new()),
+    });
+    let config = quick().on_error(OnError::Bisect {
+        attempts_per_record: 2,
+        dead_letter: dlq.clone(),
+    });
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("poison-app", "poison"),
+        "w1",
+        config,
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        Some(b"p-42"),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "99 records and the poison one",
+        || async { seen.lock().await.count() >= 99 && !dlq.got.lock().await.is_empty() },
+    )
+    .await;
+    // More records after the poison one: the shard moved on.
+    put_plain(&engine, "poison", "q", 10, 7).await;
+    wait_until(Duration::from_secs(20), "the shard moves on", || async {
+        seen.lock().await.count() >= 109
+    })
+    .await;
+    w.handle.shutdown().await;
+    let seen = seen.lock().await;
+    let got: Vec<String> = seen.records.values().flatten().map(data).collect();
+    let mut want: Vec<String> = (0..100)
+        .filter(|i| *i != 42)
+        .map(|i| format!("p-{i}"))
+        .collect();
+    want.extend((0..10).map(|i| format!("q-{i}")));
+    assert_eq!(got, want);
+    let dead: Vec<String> = dlq.got.lock().await.iter().map(data).collect();
+    assert_eq!(dead, ["p-42"]);
+    assert_eq!(w.handle.processing_metrics().dead_lettered, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_checkpoints_and_another_worker_continues_at_once() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "handover", 2).await;
+    put_plain(&engine, "handover", "a", 200, 20).await;
+    // A long failover time: the other worker can only continue this soon after a release.
+    let config = quick().coordinator(
+        fast()
+            .failover_time(Duration::from_secs(30))
+            .renew_interval(Duration::from_millis(300))
+            .take_interval(Duration::from_millis(300)),
+    );
+    let seen1 = Arc::new(Mutex::new(Seen::default()));
+    let w1 = worker(
+        &engine,
+        ("handover-app", "handover"),
+        "w1",
+        config.clone(),
+        seen1.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    wait_until(Duration::from_secs(20), "first records", || async {
+        seen1.lock().await.count() >= 200
+    })
+    .await;
+    w1.handle.shutdown().await;
+    {
+        let s = seen1.lock().await;
+        assert_eq!(s.shutdown_requested.len(), 2, "{:?}", s.shutdown_requested);
+    }
+    put_plain(&engine, "handover", "b", 100, 20).await;
+    let seen2 = Arc::new(Mutex::new(Seen::default()));
+    let w2 = worker(
+        &engine,
+        ("handover-app", "handover"),
+        "w2",
+        config,
+        seen2.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    let took = wait_until(Duration::from_secs(10), "w2 continues", || async {
+        seen2.lock().await.count() >= 100
+    })
+    .await;
+    println!("continued on another worker after {took:?} (failover 30 s)");
+    w2.handle.shutdown().await;
+    let s2 = seen2.lock().await;
+    // w2 starts exactly after w1's checkpoints: only the new records.
+    let got: Vec<String> = s2.records.values().flatten().map(data).collect();
+    assert_eq!(got.len(), 100, "{got:?}");
+    assert!(got.iter().all(|d| d.starts_with("b-")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_keep_their_order_per_key_across_a_split_and_a_merge() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "reshard", 2).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("reshard-app", "reshard"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    put_plain(&engine, "reshard", "one", 400, 40).await;
+    let k = engine.kinesis_client();
+    k.split_shard()
+        .stream_name("reshard")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key("85070591730234615865843651857942052864")
+        .send()
+        .await
+        .expect("split");
+    put_plain(&engine, "reshard", "two", 400, 40).await;
+    k.merge_shards()
+        .stream_name("reshard")
+        .shard_to_merge("shardId-000000000002")
+        .adjacent_shard_to_merge("shardId-000000000003")
+        .send()
+        .await
+        .expect("merge");
+    put_plain(&engine, "reshard", "three", 400, 40).await;
+    wait_until(Duration::from_secs(30), "1 200 records", || async {
+        seen.lock().await.count() >= 1200
+    })
+    .await;
+    w.handle.shutdown().await;
+    let seen = seen.lock().await;
+    assert_eq!(seen.count(), 1200);
+    // Per key, the order of writing: phase one, two, three, and numbers increasing.
+    let mut by_key: HashMap<String, Vec<(u32, usize)>> = HashMap::new();
+    let phase = |d: &str| match d.split('-').next() {
+        Some("one") => 1,
+        Some("two") => 2,
+        _ => 3,
+    };
+    // In delivery order across all shards: parents before children, so each key's records
+    // come in the order they were written.
+    for r in &seen.order {
+        let d = data(r);
+        let n: usize = d
+            .rsplit('-')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("number");
+        by_key
+            .entry(r.partition_key.clone())
+            .or_default()
+            .push((phase(&d), n));
+    }
+    for (key, list) in &by_key {
+        let mut sorted = list.clone();
+        sorted.sort();
+        assert_eq!(list, &sorted, "{key} out of order");
+    }
+    let ended: std::collections::HashSet<&str> = seen.ended.iter().map(String::as_str).collect();
+    for parent in [
+        "shardId-000000000000",
+        "shardId-000000000002",
+        "shardId-000000000003",
+    ] {
+        assert!(ended.contains(parent), "{parent} did not end: {ended:?}");
+    }
+    let table = kcl::LeaseTable::new(engine.dynamodb_client(), "reshard-app");
+    let (leases, _) = table.list().await.expect("list");
+    let by: HashMap<&str, &kcl::Lease> = leases.iter().map(|l| (l.key.shard_id(), l)).collect();
+    assert_eq!(
+        by["shardId-000000000004"].parent_shard_ids,
+        ["shardId-000000000002", "shardId-000000000003"]
+    );
+    for parent in [
+        "shardId-000000000000",
+        "shardId-000000000002",
+        "shardId-000000000003",
+    ] {
+        if let Some(l) = by.get(parent) {
+            assert!(l.is_finished(), "{parent} not at SHARD_END");
+        }
+    }
+}
