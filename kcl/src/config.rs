@@ -129,6 +129,8 @@ impl CoordinatorConfig {
             ("take_interval", self.effective_take_interval()),
             ("shard_sync_interval", self.shard_sync_interval),
             ("call_timeout", self.call_timeout),
+            ("table_ready_timeout", self.table_ready_timeout),
+            ("retry_backoff", self.retry_backoff),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Zero(name));

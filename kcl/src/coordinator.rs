@@ -96,6 +96,7 @@ impl CoordinatorBuilder {
             counters,
             granting: Mutex::new(HashSet::new()),
             finished: Mutex::new(HashSet::new()),
+            adopting: Mutex::new(HashSet::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
         });
         let span = tracing::info_span!("kcl_coordinator", worker = %shared.me, table = %shared.table.name());
@@ -318,7 +319,12 @@ impl Coordinator {
                 }
                 Err(e)
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if Instant::now() >= deadline {
+                    self.shared.lose(&mut state, LostReason::NotRenewed);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -371,50 +377,55 @@ impl Coordinator {
     }
 
     async fn try_hand_off(&self, key: &LeaseKey) -> Result<bool, LeaseError> {
-        let to = {
-            let held = self.held(key)?;
-            let state = held.state.lock().await;
-            state.lease.handoff_to.clone()
-        };
-        let Some(to) = to.filter(|t| *t != self.shared.me) else {
+        let held = self.held(key)?;
+        // The whole hand-off, a re-read after a refused write included, under the lease's
+        // lock: no renewal moves the counter meanwhile.
+        let mut state = held.state.lock().await;
+        if state.lost {
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        let me = self.shared.me.as_str();
+        let Some(to) = state.lease.handoff_to.clone().filter(|t| t != me) else {
             return Ok(false);
         };
-        let (table, me) = (&self.shared.table, self.shared.me.as_str());
-        let written = self
-            .fenced(key, Some(Count::HandedOff), true, |lease, deadline| {
-                let to = to.clone();
-                async move { table.hand_off(&lease, me, &to, Some(deadline)).await }
-            })
-            .await;
-        match written {
+        let deadline = state.renewed_at + self.shared.config.failover_time;
+        if Instant::now() >= deadline {
+            self.shared.lose(&mut state, LostReason::NotRenewed);
+            return Err(LeaseError::LeaseLost { key: key.clone() });
+        }
+        match self
+            .shared
+            .table
+            .hand_off(&state.lease, me, &to, Some(deadline))
+            .await
+        {
             Ok(_) => {
                 tracing::info!(lease = %key, to = %to, "lease handed off");
+                self.shared.let_go(&mut state, Count::HandedOff);
                 Ok(true)
             }
             Err(LeaseError::LeaseLost { .. }) => {
-                // Renewals skip a lease while this write holds it, so the fence failed
-                // because another worker took it or the request was withdrawn or replaced.
-                let fresh = self.shared.table.get(key).await?;
-                let held = self.held(key)?;
-                let mut state = held.state.lock().await;
-                match fresh {
+                // Another worker took it, or the request was withdrawn or replaced.
+                match self.shared.table.get(key).await? {
                     Some(fresh)
                         if fresh.owner.as_deref() == Some(me)
                             && fresh.counter == state.lease.counter =>
                     {
-                        // Still ours, unchanged but for the request.
                         state.lease = fresh;
                         Ok(false)
                     }
                     _ => {
-                        if !state.lost {
-                            self.shared.lose(&mut state, LostReason::TakenByOther);
-                        }
+                        self.shared.lose(&mut state, LostReason::TakenByOther);
                         Err(LeaseError::LeaseLost { key: key.clone() })
                     }
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                if Instant::now() >= deadline {
+                    self.shared.lose(&mut state, LostReason::NotRenewed);
+                }
+                Err(e)
+            }
         }
     }
 
@@ -475,6 +486,18 @@ impl Coordinator {
         self.shared.take_round().await
     }
 
+    async fn release_all(&self, report: &mut ShutdownReport) {
+        for key in self.held_keys() {
+            match self.release(&key).await {
+                Ok(()) => report.released += 1,
+                Err(e) => {
+                    tracing::warn!(lease = %key, error = %e, "not released at shutdown");
+                    report.not_released += 1;
+                }
+            }
+        }
+    }
+
     /// Stops the rounds, then releases every held lease, so other workers take them on their
     /// next take round instead of waiting out the failover time. Stop the shard consumers
     /// (and let them checkpoint) first. Calling it again releases nothing more.
@@ -487,40 +510,42 @@ impl Coordinator {
         for t in tasks {
             let _ = t.await;
         }
-        // Requests this worker made are withdrawn, so no owner hands a lease to it now.
-        let requests = self.shared.balancer.lock().outstanding_requests();
-        for key in requests {
-            if let Err(e) = self
-                .shared
-                .table
-                .cancel_handoff(&key, &self.shared.me)
-                .await
-            {
-                tracing::debug!(lease = %key, error = %e, "withdrawing a request failed");
-            }
-        }
-        // Leases handed to this worker but not held yet are released too.
-        match self.shared.table.list().await {
-            Ok((leases, _)) => {
+        // Held leases first, while their renewals are fresh.
+        let mut report = ShutdownReport::default();
+        self.release_all(&mut report).await;
+        // Then this worker's hand-off requests are withdrawn (those the table shows too,
+        // whose write timed out), and leases handed to it at the last moment released.
+        let deadline = Instant::now() + self.shared.config.failover_time;
+        let mut requests: HashSet<LeaseKey> = self
+            .shared
+            .balancer
+            .lock()
+            .outstanding_requests()
+            .into_iter()
+            .collect();
+        let me = self.shared.me.clone();
+        match tokio::time::timeout_at(deadline, self.shared.table.list()).await {
+            Ok(Ok((leases, _))) => {
                 for lease in leases {
-                    let mine = lease.owner.as_deref() == Some(self.shared.me.as_str());
-                    if mine && !self.shared.held.lock().contains_key(&lease.key) {
+                    if lease.handoff_to.as_deref() == Some(me.as_str()) {
+                        requests.insert(lease.key.clone());
+                    }
+                    if lease.owner.as_deref() == Some(me.as_str())
+                        && !self.shared.held.lock().contains_key(&lease.key)
+                    {
                         self.shared.hold_quietly(lease, Instant::now());
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "listing leases at shutdown failed"),
+            _ => tracing::warn!("listing leases at shutdown failed"),
         }
-        let mut report = ShutdownReport::default();
-        for key in self.held_keys() {
-            match self.release(&key).await {
-                Ok(()) => report.released += 1,
-                Err(e) => {
-                    tracing::warn!(lease = %key, error = %e, "not released at shutdown");
-                    report.not_released += 1;
-                }
+        for key in requests {
+            let cancel = self.shared.table.cancel_handoff(&key, &me);
+            if !matches!(tokio::time::timeout_at(deadline, cancel).await, Ok(Ok(()))) {
+                tracing::debug!(lease = %key, "withdrawing a request failed");
             }
         }
+        self.release_all(&mut report).await;
         tracing::info!(worker = %self.shared.me, released = report.released, "coordinator shut down");
         report
     }

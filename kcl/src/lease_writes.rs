@@ -12,10 +12,38 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
 
+/// What a write leaves on the item besides the counter, to recognise an attempt that was
+/// applied although its answer was lost.
+#[derive(Clone, Copy, Default)]
+struct After<'a> {
+    owner: Option<&'a str>,
+    checkpoint: Option<&'a ExtendedCheckpoint>,
+    pending: Option<&'a ExtendedCheckpoint>,
+}
+
+impl<'a> After<'a> {
+    fn owner(owner: Option<&'a str>) -> Self {
+        After {
+            owner,
+            ..After::default()
+        }
+    }
+
+    fn matches(&self, lease: &Lease, counter: u64) -> bool {
+        lease.owner.as_deref() == self.owner
+            && lease.counter == counter
+            && self.checkpoint.is_none_or(|c| lease.checkpoint == *c)
+            && self
+                .pending
+                .is_none_or(|p| lease.pending_checkpoint.as_ref() == Some(p))
+    }
+}
+
 impl LeaseTable {
     /// One conditional `UpdateItem` returning the new item. `landed` is the owner and counter
-    /// the item has once this write is applied: when a retry finds the condition failed
-    /// because an earlier attempt timed out but was applied, the write counts as done.
+    /// the item has once this write is applied, and `sets` the checkpoint or pending
+    /// checkpoint it writes: when a retry finds the condition failed because an earlier
+    /// attempt timed out but was applied, the write counts as done.
     async fn update(
         &self,
         key: &LeaseKey,
@@ -23,7 +51,7 @@ impl LeaseTable {
         condition: &str,
         values: HashMap<String, AttributeValue>,
         deadline: Option<Instant>,
-        landed: Option<(Option<&str>, u64)>,
+        landed: Option<(After<'_>, u64)>,
     ) -> Result<Written<Lease>, LeaseError> {
         let names = used_names(&[update, condition]);
         let attempts = AtomicUsize::new(0);
@@ -55,10 +83,9 @@ impl LeaseTable {
                             _ => None,
                         };
                         Ok(old.filter(|_| attempt > 0).and_then(|old| {
-                            let (owner, counter) = landed?;
+                            let (after, counter) = landed?;
                             let lease = from_item(&old).ok()?;
-                            (lease.owner.as_deref() == owner && lease.counter == counter)
-                                .then_some(old)
+                            after.matches(&lease, counter).then_some(old)
                         }))
                     }
                     Err(e) => Err(self.service_error("UpdateItem", e)),
@@ -88,7 +115,7 @@ impl LeaseTable {
         update: &str,
         extra: Vec<(&str, AttributeValue)>,
         deadline: Option<Instant>,
-        owner_after: Option<&str>,
+        after: After<'_>,
     ) -> Result<Lease, LeaseError> {
         let mut values = Self::owned(lease, owner);
         values.extend(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
@@ -99,7 +126,7 @@ impl LeaseTable {
                 "#c = :c AND #o = :me",
                 values,
                 deadline,
-                Some((owner_after, lease.counter.saturating_add(1))),
+                Some((after, lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)
@@ -119,7 +146,7 @@ impl LeaseTable {
             "SET #c = :next",
             Vec::new(),
             deadline,
-            Some(owner),
+            After::owner(Some(owner)),
         )
         .await
     }
@@ -151,7 +178,10 @@ impl LeaseTable {
                 condition,
                 values,
                 None,
-                Some((Some(new_owner), observed.counter.saturating_add(1))),
+                Some((
+                    After::owner(Some(new_owner)),
+                    observed.counter.saturating_add(1),
+                )),
             )
             .await?;
         lost_unless_done(written, &observed.key)
@@ -177,7 +207,11 @@ impl LeaseTable {
             "SET #cp = :cp, #cps = :cps, #c = :next, #sw = :zero REMOVE #p, #ps, #pst",
             extra,
             deadline,
-            Some(owner),
+            After {
+                owner: Some(owner),
+                checkpoint: Some(checkpoint),
+                pending: None,
+            },
         )
         .await
     }
@@ -200,7 +234,11 @@ impl LeaseTable {
             "SET #p = :p, #ps = :ps, #c = :next",
             extra,
             deadline,
-            Some(owner),
+            After {
+                owner: Some(owner),
+                checkpoint: None,
+                pending: Some(pending),
+            },
         )
         .await
     }
@@ -218,7 +256,7 @@ impl LeaseTable {
             "SET #c = :next REMOVE #o, #h",
             Vec::new(),
             deadline,
-            None,
+            After::owner(None),
         )
         .await
     }
@@ -243,7 +281,7 @@ impl LeaseTable {
                 "#c = :c AND #o = :me AND #h = :to",
                 values,
                 deadline,
-                Some((Some(to), lease.counter.saturating_add(1))),
+                Some((After::owner(Some(to)), lease.counter.saturating_add(1))),
             )
             .await?;
         lost_unless_done(written, &lease.key)

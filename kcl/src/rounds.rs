@@ -35,6 +35,8 @@ pub(crate) struct HeldState {
     pub(crate) announced: Option<String>,
     /// Whether a release was asked for (over `max_leases_per_worker`).
     pub(crate) release_asked: bool,
+    /// A hand-off request declined, and since when.
+    pub(crate) declined: Option<(String, Instant)>,
 }
 
 /// What every round and every handle shares.
@@ -53,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) granting: Mutex<HashSet<LeaseKey>>,
     /// Held leases whose checkpoint is `SHARD_END`.
     pub(crate) finished: Mutex<HashSet<LeaseKey>>,
+    /// Leases being adopted right now.
+    pub(crate) adopting: Mutex<HashSet<LeaseKey>>,
     /// Set by `shutdown`: no round takes anything any more.
     pub(crate) closed: std::sync::atomic::AtomicBool,
 }
@@ -101,6 +105,7 @@ impl Shared {
                 lost: false,
                 announced: None,
                 release_asked: false,
+                declined: None,
             }),
         });
         let mut all = self.held.lock();
@@ -155,9 +160,10 @@ impl Shared {
     }
 
     async fn renew_one(&self, held: &Held) {
-        // A checkpoint, hand-off or release in flight moves the counter itself (and has the
-        // same deadline): skip this lease rather than wait behind it.
-        let Ok(mut state) = held.state.try_lock() else {
+        // A checkpoint, hand-off or release in flight moves the counter itself: wait behind
+        // it at most one renew interval, then leave this lease to the next round.
+        let wait = self.config.effective_renew_interval();
+        let Ok(mut state) = tokio::time::timeout(wait, held.state.lock()).await else {
             return;
         };
         if state.lost {
@@ -178,7 +184,14 @@ impl Shared {
                 self.counters.renewed(sent.elapsed());
                 state.lease = new;
                 state.renewed_at = sent;
-                self.consider_handoff(&mut state);
+                if let Some(stale) = self.consider_handoff(&mut state) {
+                    // A request declined for the failover time (its requester may be gone).
+                    let key = state.lease.key.clone();
+                    if self.table.cancel_handoff(&key, &stale).await.is_ok() {
+                        state.lease.handoff_to = None;
+                        state.declined = None;
+                    }
+                }
             }
             Err(LeaseError::LeaseLost { .. }) => self.lose(&mut state, LostReason::TakenByOther),
             Err(e) => {
@@ -192,20 +205,22 @@ impl Shared {
     }
 
     /// Announces a hand-off request seen on renewal, if granting it keeps this worker at or
-    /// above its target.
-    fn consider_handoff(&self, state: &mut HeldState) {
+    /// above its target. Returns a requester whose request was declined for the failover
+    /// time, to be cleared.
+    fn consider_handoff(&self, state: &mut HeldState) -> Option<String> {
         let key = state.lease.key.clone();
         let Some(to) = state.lease.handoff_to.clone() else {
             if state.announced.take().is_some() {
                 self.granting.lock().remove(&key);
             }
-            return;
+            state.declined = None;
+            return None;
         };
         if to == self.me || state.announced.as_deref() == Some(to.as_str()) {
-            return;
+            return None;
         }
         if state.lease.is_finished() {
-            return;
+            return None;
         }
         let held_unfinished = self.held_unfinished();
         let mut granting = self.granting.lock();
@@ -217,10 +232,21 @@ impl Shared {
         if ok {
             granting.insert(key.clone());
             state.announced = Some(to.clone());
+            state.declined = None;
             tracing::info!(lease = %key, to = %to, "hand-off requested");
             self.emit(LeaseEvent::HandoffRequested { key, to });
-        } else {
-            tracing::debug!(lease = %key, to = %to, "hand-off request declined: at target");
+            return None;
+        }
+        tracing::debug!(lease = %key, to = %to, "hand-off request declined: at target");
+        let now = Instant::now();
+        match &state.declined {
+            Some((who, since)) if *who == to => {
+                (now.duration_since(*since) >= self.config.failover_time).then_some(to)
+            }
+            _ => {
+                state.declined = Some((to, now));
+                None
+            }
         }
     }
 
@@ -244,7 +270,11 @@ impl Shared {
     /// Holds a lease the table says this worker owns, once a fenced renewal proves it still
     /// does (a scan may be stale: the lease may have been handed off or taken since).
     async fn adopt(&self, observed: Lease, how: Count) {
-        if self.held.lock().contains_key(&observed.key) {
+        if self.is_closed() || self.held.lock().contains_key(&observed.key) {
+            return;
+        }
+        // One adoption of a lease at a time (the take round and the request check race).
+        if !self.adopting.lock().insert(observed.key.clone()) {
             return;
         }
         let sent = Instant::now();
@@ -253,6 +283,7 @@ impl Shared {
             Ok(new) => self.hold(new, sent, how),
             Err(e) => tracing::debug!(lease = %observed.key, error = %e, "not adopted"),
         }
+        self.adopting.lock().remove(&observed.key);
     }
 
     /// How many held leases are not finished.
@@ -327,10 +358,17 @@ impl Shared {
             self.balancer.lock().forget_request(&lease.key);
             self.adopt(lease, Count::Received).await;
         }
-        let taken = join_all(plan.take.iter().map(|l| self.table.take(l, &self.me))).await;
-        for (observed, result) in plan.take.iter().zip(taken) {
+        if self.is_closed() {
+            return Err(LeaseError::ShutDown);
+        }
+        let taken = join_all(plan.take.iter().map(|l| async move {
+            let sent = Instant::now();
+            (sent, self.table.take(l, &self.me).await)
+        }))
+        .await;
+        for (observed, (sent, result)) in plan.take.iter().zip(taken) {
             match result {
-                Ok(new) => self.hold(new, now, Count::Taken),
+                Ok(new) => self.hold(new, sent, Count::Taken),
                 Err(LeaseError::LeaseLost { .. }) => {
                     tracing::debug!(lease = %observed.key, "another worker took it first");
                 }
@@ -372,11 +410,12 @@ impl Shared {
                 return;
             }
         };
+        let sent = Instant::now();
         match self.table.take(&fresh, &self.me).await {
             Ok(new) => {
                 tracing::info!(lease = %key, from = ?fresh.owner, "hand-off not answered in time; lease taken");
                 self.counters.add(Count::Stolen);
-                self.hold(new, Instant::now(), Count::Taken);
+                self.hold(new, sent, Count::Taken);
             }
             Err(e) => {
                 tracing::debug!(lease = %key, error = %e, "taking an unanswered lease failed")

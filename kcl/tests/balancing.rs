@@ -193,7 +193,7 @@ async fn a_newcomer_gets_leases_by_hand_off_each_after_the_owners_checkpoint() {
         w3.coordinator.clone(),
     ]);
     // Balanced within 3 take rounds (500 ms each), with as much again for a loaded machine.
-    let took = wait_until(Duration::from_secs(3), "2/2/2", || async {
+    let took = wait_until(Duration::from_secs(5), "2/2/2", || async {
         sorted_counts(&counts(&engine, "join-app").await) == [2, 2, 2]
     })
     .await;

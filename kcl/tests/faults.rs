@@ -13,6 +13,15 @@ async fn start_without_sdk_retries(
     table: &str,
     stream: &str,
 ) -> (Coordinator, kcl::LeaseEvents) {
+    start_with(engine, table, stream, fast()).await
+}
+
+async fn start_with(
+    engine: &stream_engine::Engine,
+    table: &str,
+    stream: &str,
+    config: kcl::CoordinatorConfig,
+) -> (Coordinator, kcl::LeaseEvents) {
     Coordinator::builder(
         engine.dynamodb_client_without_retries(),
         engine.kinesis_client(),
@@ -20,7 +29,7 @@ async fn start_without_sdk_retries(
         stream,
     )
     .worker_id("w1")
-    .config(fast())
+    .config(config)
     .start()
     .await
     .expect("start")
@@ -98,7 +107,12 @@ async fn a_short_outage_keeps_the_leases_and_a_long_one_loses_them() {
 async fn a_write_that_landed_but_timed_out_is_not_a_lost_lease() {
     let engine = engine().await;
     stream(&engine, "ambiguous", 1).await;
-    let (c, mut events) = start_without_sdk_retries(&engine, "ambiguous-app", "ambiguous").await;
+    // Renewals far apart, so the delayed answer is the checkpoint's.
+    let config = fast()
+        .failover_time(Duration::from_secs(20))
+        .renew_interval(Duration::from_secs(10))
+        .take_interval(Duration::from_secs(10));
+    let (c, mut events) = start_with(&engine, "ambiguous-app", "ambiguous", config).await;
     while events.try_recv().is_some() {}
     let key = kcl::LeaseKey::shard("shardId-000000000000");
     for i in 0..3u64 {

@@ -264,7 +264,9 @@ pub async fn intrude(engine: &Engine, table: &str, key: &str, owner: Option<&str
     panic!("could not write {key} behind the worker's back");
 }
 
-/// Samples the workers' own held sets until stopped: a lease is never held by two at once.
+/// Samples the workers' own held leases until stopped: no lease is held by two workers at
+/// the same counter (a worker that lost a lease may hold it at an older counter until its
+/// next renewal tells it, as with every KCL; its writes are fenced).
 pub fn watch_held(
     workers: Vec<Coordinator>,
 ) -> (Arc<std::sync::atomic::AtomicBool>, JoinHandle<usize>) {
@@ -273,11 +275,17 @@ pub fn watch_held(
     let task = tokio::spawn(async move {
         let mut samples = 0;
         while !flag.load(Ordering::Relaxed) {
-            let mut seen: HashMap<LeaseKey, String> = HashMap::new();
+            let mut seen: HashMap<(LeaseKey, u64), String> = HashMap::new();
             for w in &workers {
-                for key in w.held_keys() {
-                    if let Some(other) = seen.insert(key.clone(), w.worker_id().to_owned()) {
-                        panic!("{key} held by {other} and {} at once", w.worker_id());
+                for lease in w.held_leases().await {
+                    let at = (lease.key.clone(), lease.counter);
+                    if let Some(other) = seen.insert(at, w.worker_id().to_owned()) {
+                        panic!(
+                            "{} held by {other} and {} at counter {}",
+                            lease.key,
+                            w.worker_id(),
+                            lease.counter
+                        );
                     }
                 }
             }
