@@ -53,6 +53,7 @@ pub(crate) struct FetchCounters {
 }
 
 struct Fetcher {
+    processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
     client: Client,
     stream: StreamRef,
     shard_id: String,
@@ -70,9 +71,11 @@ pub(crate) fn spawn_fetcher(
     start: StartAt,
     config: FetchConfig,
     counters: std::sync::Arc<FetchCounters>,
+    processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
 ) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1);
     let fetcher = Fetcher {
+        processing,
         client,
         stream,
         shard_id,
@@ -237,6 +240,7 @@ impl Fetcher {
                 }
             };
             let millis_behind = out.millis_behind_latest;
+            self.processing.behind(&self.shard_id, millis_behind);
             let records: Vec<Fetched> = out
                 .records
                 .into_iter()
@@ -261,6 +265,7 @@ impl Fetcher {
                     .map(child_info)
                     .collect();
                 let children = self.children(given).await;
+                self.processing.behind(&self.shard_id, Some(0));
                 let _ = tx
                     .send(Batch {
                         records,

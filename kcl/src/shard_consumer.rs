@@ -184,6 +184,7 @@ impl ShardConsumer {
             start,
             self.ctx.fetch.clone(),
             self.ctx.fetch_counters.clone(),
+            self.ctx.counters.clone(),
         );
         let _abort = AbortOnDrop(fetcher);
         let mut skip_after = after;
@@ -204,7 +205,6 @@ impl ShardConsumer {
                 // The batch in hand is not started: it goes to the next owner.
                 return self.stop(now).await;
             }
-            self.ctx.counters.behind(&shard, batch.millis_behind);
             let mut stats = Unpacked::default();
             let records = unpack(
                 batch.records,
