@@ -237,7 +237,7 @@ async fn main() {
     };
     tokio::select! {
         _ = watcher => {}
-        finished = &mut Box::pin(async { run.await }) => {
+        finished = run => {
             match finished {
                 Ok(Ok(())) => std::process::exit(0),
                 Ok(Err(e)) => {
