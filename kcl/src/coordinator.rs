@@ -209,6 +209,24 @@ pub struct ShutdownReport {
     pub not_released: usize,
 }
 
+/// Metrics and held keys of a coordinator, without keeping its rounds alive.
+#[derive(Debug, Clone)]
+pub(crate) struct CoordinatorView {
+    shared: Arc<Shared>,
+}
+
+impl CoordinatorView {
+    pub(crate) fn metrics(&self) -> MetricsSnapshot {
+        self.shared.counters.snapshot()
+    }
+
+    pub(crate) fn held_keys(&self) -> Vec<LeaseKey> {
+        let mut keys: Vec<LeaseKey> = self.shared.held.lock().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
 /// The lease coordinator of one worker. Cheap to clone; every clone is the same worker.
 #[derive(Debug, Clone)]
 pub struct Coordinator {
@@ -231,6 +249,13 @@ impl Coordinator {
             stream: stream.into(),
             worker_id: None,
             config: CoordinatorConfig::default(),
+        }
+    }
+
+    /// A view for metrics and held keys that does not keep the coordinator running.
+    pub(crate) fn view(&self) -> CoordinatorView {
+        CoordinatorView {
+            shared: self.shared.clone(),
         }
     }
 

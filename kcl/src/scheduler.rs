@@ -3,7 +3,7 @@
 
 use crate::config::{CoordinatorConfig, InitialPosition};
 use crate::consumer_metrics::{ProcessingCounters, ProcessingSnapshot};
-use crate::coordinator::Coordinator;
+use crate::coordinator::{Coordinator, CoordinatorView};
 use crate::error::StartError;
 use crate::events::LeaseEvent;
 use crate::lease::LeaseKey;
@@ -217,7 +217,7 @@ impl SchedulerBuilder {
 struct HandleInner {
     stop: watch::Sender<bool>,
     done: watch::Sender<bool>,
-    coordinator: OnceLock<Coordinator>,
+    coordinator: OnceLock<CoordinatorView>,
     counters: Arc<ProcessingCounters>,
 }
 
@@ -252,7 +252,7 @@ impl SchedulerHandle {
         self.inner
             .coordinator
             .get()
-            .map(Coordinator::metrics)
+            .map(CoordinatorView::metrics)
             .unwrap_or_default()
     }
 
@@ -268,11 +268,6 @@ impl SchedulerHandle {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    /// The coordinator, once `run` started it.
-    pub fn coordinator(&self) -> Option<&Coordinator> {
-        self.inner.coordinator.get()
     }
 }
 
@@ -341,7 +336,7 @@ impl Scheduler {
             builder = builder.worker_id(id.clone());
         }
         let (coordinator, mut events) = builder.start().await?;
-        let _ = self.handle.inner.coordinator.set(coordinator.clone());
+        let _ = self.handle.inner.coordinator.set(coordinator.view());
         let ctx = ConsumerContext {
             coordinator: coordinator.clone(),
             kinesis: self.kinesis.clone(),

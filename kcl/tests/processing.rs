@@ -508,3 +508,349 @@ async fn records_keep_their_order_per_key_across_a_split_and_a_merge() {
         }
     }
 }
+
+/// Checkpoints once, at the fifth record, and never again.
+struct CheckpointAtFifth {
+    seen: Arc<Mutex<Vec<Record>>>,
+}
+
+#[async_trait]
+impl ShardRecordProcessor for CheckpointAtFifth {
+    async fn initialize(&mut self, _input: InitializeInput) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        let mut seen = self.seen.lock().await;
+        let before = seen.len();
+        seen.extend(input.records.iter().cloned());
+        if before < 5 && seen.len() >= 5 {
+            let fifth = seen[4].clone();
+            checkpointer.checkpoint_record(&fifth).await?;
+        }
+        Ok(())
+    }
+
+    async fn shard_ended(&mut self, _c: &mut Checkpointer) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    async fn shutdown_requested(&mut self, _c: &mut Checkpointer) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
+fn scheduler_with(
+    engine: &Engine,
+    app: &str,
+    stream: &str,
+    id: &str,
+    factory: impl kcl::ShardRecordProcessorFactory + 'static,
+) -> Worker {
+    let scheduler = Scheduler::builder(app, stream)
+        .kinesis(engine.kinesis_client())
+        .dynamodb(engine.dynamodb_client())
+        .worker_id(id)
+        .config(quick())
+        .processor_factory(factory)
+        .build()
+        .expect("scheduler");
+    let handle = scheduler.handle();
+    let run = tokio::spawn(scheduler.run());
+    Worker { handle, run }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_checkpoint_inside_an_aggregate_resumes_at_the_next_sub_record() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "mid", 1).await;
+    let mut agg = shared_proto::Aggregator::new();
+    for i in 0..10 {
+        agg.add(&format!("key-{i}"), None, format!("sub-{i}").as_bytes())
+            .expect("add");
+    }
+    engine
+        .kinesis_client()
+        .put_record()
+        .stream_name("mid")
+        .partition_key("outer")
+        .data(aws_sdk_kinesis::primitives::Blob::new(
+            agg.finish().to_vec(),
+        ))
+        .send()
+        .await
+        .expect("put");
+    let first = Arc::new(Mutex::new(Vec::new()));
+    let f = first.clone();
+    let w1 = scheduler_with(
+        &engine,
+        "mid-app",
+        "mid",
+        "w1",
+        move |_: &str| -> Box<dyn ShardRecordProcessor> {
+            Box::new(CheckpointAtFifth { seen: f.clone() })
+        },
+    );
+    wait_until(Duration::from_secs(20), "all ten sub-records", || async {
+        first.lock().await.len() >= 10
+    })
+    .await;
+    w1.handle.shutdown().await;
+    let second = Arc::new(Mutex::new(Seen::default()));
+    let w2 = worker(
+        &engine,
+        ("mid-app", "mid"),
+        "w2",
+        quick(),
+        second.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    wait_until(Duration::from_secs(20), "the rest", || async {
+        second.lock().await.count() >= 5
+    })
+    .await;
+    w2.handle.shutdown().await;
+    let got: Vec<(u64, String)> = second
+        .lock()
+        .await
+        .records
+        .values()
+        .flatten()
+        .map(|r| (r.sub_sequence_number, data(r)))
+        .collect();
+    let want: Vec<(u64, String)> = (5..10).map(|i| (i, format!("sub-{i}"))).collect();
+    assert_eq!(got, want, "resumed after sub-record 4, nothing repeated");
+    let init = &second.lock().await.initialized[0];
+    assert_eq!(init.checkpoint.sub_sequence, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_throttling_and_expired_iterators_lose_nothing() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "flaky", 2).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("flaky-app", "flaky"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    put_plain(&engine, "flaky", "a", 300, 30).await;
+    wait_until(Duration::from_secs(20), "first 300", || async {
+        seen.lock().await.count() >= 300
+    })
+    .await;
+    let injected = engine.faults().injected_count();
+    engine.faults().throttle_next("GetRecords", 4);
+    // Every iterator the consumers hold expires (5 minutes on the engine's clock).
+    engine.advance_clock(Duration::from_secs(301));
+    put_plain(&engine, "flaky", "b", 300, 30).await;
+    wait_until(Duration::from_secs(20), "the next 300", || async {
+        seen.lock().await.count() >= 600
+    })
+    .await;
+    w.handle.shutdown().await;
+    assert!(
+        engine.faults().injected_count() >= injected + 4,
+        "throttled"
+    );
+    let seen = seen.lock().await;
+    assert_eq!(seen.count(), 600, "nothing lost, nothing twice");
+    assert_ordered(&seen);
+}
+
+/// Tries every kind of bad checkpoint on its first batch.
+struct Prober {
+    errors: Arc<Mutex<Vec<String>>>,
+    engine_table: Option<(aws_sdk_dynamodb::Client, String)>,
+}
+
+#[async_trait]
+impl ShardRecordProcessor for Prober {
+    async fn initialize(&mut self, _input: InitializeInput) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        let Some((client, table)) = self.engine_table.take() else {
+            return Ok(());
+        };
+        let mut errors = self.errors.lock().await;
+        let first = &input.records[0];
+        let last = &input.records[input.records.len() - 1];
+        let name = |e: kcl::CheckpointError| {
+            format!("{e:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        };
+        errors.push(name(
+            checkpointer
+                .checkpoint_at("12ab", 0)
+                .await
+                .expect_err("digits"),
+        ));
+        let above = format!("{}9", last.sequence_number);
+        errors.push(name(
+            checkpointer
+                .checkpoint_at(&above, 0)
+                .await
+                .expect_err("above"),
+        ));
+        errors.push(name(
+            checkpointer
+                .checkpoint_shard_end()
+                .await
+                .expect_err("not at end"),
+        ));
+        checkpointer
+            .checkpoint_record(last)
+            .await
+            .expect("a good checkpoint");
+        errors.push(name(
+            checkpointer
+                .checkpoint_record(first)
+                .await
+                .expect_err("below"),
+        ));
+        // Another worker takes the lease: the next checkpoint is refused.
+        let key = checkpointer.shard_id().to_owned();
+        loop {
+            let item = client
+                .get_item()
+                .table_name(&table)
+                .key("leaseKey", s(&key))
+                .consistent_read(true)
+                .send()
+                .await?
+                .item
+                .unwrap_or_default();
+            let counter: u64 = item["leaseCounter"].as_n().map_err(|_| "n")?.parse()?;
+            let taken = client
+                .update_item()
+                .table_name(&table)
+                .key("leaseKey", s(&key))
+                .update_expression("SET leaseOwner = :o, leaseCounter = :next")
+                .condition_expression("leaseCounter = :c")
+                .expression_attribute_values(":o", s("intruder"))
+                .expression_attribute_values(":c", n(counter))
+                .expression_attribute_values(":next", n(counter + 1))
+                .send()
+                .await;
+            if taken.is_ok() {
+                break;
+            }
+        }
+        errors.push(name(
+            checkpointer
+                .checkpoint_record(last)
+                .await
+                .expect_err("lost"),
+        ));
+        Ok(())
+    }
+
+    async fn shard_ended(&mut self, _c: &mut Checkpointer) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    async fn shutdown_requested(&mut self, _c: &mut Checkpointer) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_checkpoints_get_typed_errors_and_a_lost_lease_refuses_them() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "probe", 1).await;
+    put_plain(&engine, "probe", "x", 20, 5).await;
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = errors.clone();
+    let client = engine.dynamodb_client();
+    let w = scheduler_with(
+        &engine,
+        "probe-app",
+        "probe",
+        "w1",
+        move |_: &str| -> Box<dyn ShardRecordProcessor> {
+            Box::new(Prober {
+                errors: e.clone(),
+                engine_table: Some((client.clone(), "probe-app".to_owned())),
+            })
+        },
+    );
+    wait_until(Duration::from_secs(20), "all probes", || async {
+        errors.lock().await.len() >= 5
+    })
+    .await;
+    w.handle.shutdown().await;
+    assert_eq!(
+        *errors.lock().await,
+        [
+            "InvalidSequence",
+            "AboveDelivered",
+            "NotAtShardEnd",
+            "BelowLast",
+            "LeaseLost"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_workers_shards_resume_elsewhere_from_the_last_checkpoint() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "kill", 2).await;
+    put_plain(&engine, "kill", "a", 200, 20).await;
+    let seen1 = Arc::new(Mutex::new(Seen::default()));
+    let w1 = worker(
+        &engine,
+        ("kill-app", "kill"),
+        "w1",
+        quick(),
+        seen1.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    wait_until(Duration::from_secs(20), "w1 read everything", || async {
+        seen1.lock().await.count() >= 200
+    })
+    .await;
+    // A crash: the run future is dropped with everything it started; nothing is released.
+    w1.run.abort();
+    let _ = w1.run.await;
+    put_plain(&engine, "kill", "b", 100, 20).await;
+    let seen2 = Arc::new(Mutex::new(Seen::default()));
+    let w2 = worker(
+        &engine,
+        ("kill-app", "kill"),
+        "w2",
+        quick(),
+        seen2.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    let took = wait_until(Duration::from_secs(10), "w2 continues", || async {
+        seen2.lock().await.count() >= 100
+    })
+    .await;
+    println!("resumed after a kill in {took:?} (failover 1 s)");
+    w2.handle.shutdown().await;
+    let s2 = seen2.lock().await;
+    // w1 checkpointed after every batch: w2 starts after it, with only the new records.
+    let got: Vec<String> = s2.records.values().flatten().map(data).collect();
+    assert_eq!(got.len(), 100, "{got:?}");
+    assert!(got.iter().all(|d| d.starts_with("b-")));
+}
