@@ -1,5 +1,7 @@
 //! Shared pieces of the example programs: building SDK clients for an endpoint or for AWS.
 
+pub mod consumer_bench;
+
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 

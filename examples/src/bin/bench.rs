@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release -p examples --bin bench -- producer [--records N] [--keys N]
 //! [--shards N] [--size BYTES] [--endpoint URL]`
+//!
+//! `bench consumer`: see `examples::consumer_bench`.
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -39,6 +41,18 @@ enum Cmd {
         /// Records per second in the latency run.
         #[arg(long, default_value_t = 20_000)]
         latency_rate: usize,
+        /// Use this endpoint instead of starting an engine process.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+    /// Consumer throughput, time to first record, failover and end-to-end latency.
+    Consumer {
+        /// User records pre-filled (aggregated, 100 bytes each).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Shards of the stream.
+        #[arg(long, default_value_t = 8)]
+        shards: i32,
         /// Use this endpoint instead of starting an engine process.
         #[arg(long)]
         endpoint: Option<String>,
@@ -108,27 +122,48 @@ async fn main() {
             let endpoint = match endpoint {
                 Some(e) => e,
                 None => {
-                    let mut c = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-                        .arg("engine")
-                        .stdout(std::process::Stdio::piped())
-                        .kill_on_drop(true)
-                        .spawn()
-                        .expect("engine process");
-                    let out = c.stdout.take().expect("stdout");
-                    let line = tokio::io::BufReader::new(out)
-                        .lines()
-                        .next_line()
-                        .await
-                        .expect("read")
-                        .expect("line");
+                    let (e, c) = engine_process().await;
                     child = Some(c);
-                    line.trim_start_matches("listening on ").to_owned()
+                    e
                 }
             };
             producer_bench(&endpoint, records, keys, shards, size, latency_rate).await;
             drop(child);
         }
+        Cmd::Consumer {
+            records,
+            shards,
+            endpoint,
+        } => {
+            let (endpoint, child) = match endpoint {
+                Some(e) => (e, None),
+                None => {
+                    let (e, c) = engine_process().await;
+                    (e, Some(c))
+                }
+            };
+            examples::consumer_bench::run(&endpoint, records, shards, cpu_seconds).await;
+            drop(child);
+        }
     }
+}
+
+/// Starts `bench engine` in its own process; its URL and the child.
+async fn engine_process() -> (String, tokio::process::Child) {
+    let mut c = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .arg("engine")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("engine process");
+    let out = c.stdout.take().expect("stdout");
+    let line = tokio::io::BufReader::new(out)
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .expect("line");
+    (line.trim_start_matches("listening on ").to_owned(), c)
 }
 
 /// Sends `count` records from `tasks` tasks sharing the producer, as fast as `send` allows.
