@@ -1,5 +1,47 @@
-//! A Kinesis consumer's lease layer, in the spirit of the AWS Kinesis Client Library: the
-//! workers of an application share a stream's shards through a DynamoDB lease table.
+//! A Kinesis consumer in the spirit of the AWS Kinesis Client Library: the workers of an
+//! application share a stream's shards through a DynamoDB lease table, process each shard's
+//! records in order with a [`ShardRecordProcessor`], checkpoint, and process parent shards
+//! before their children after splits and merges.
+//!
+//! ```no_run
+//! # async fn demo(sdk: aws_config::SdkConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! use async_trait::async_trait;
+//! use kcl::{Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError, Scheduler,
+//!           ShardRecordProcessor};
+//!
+//! struct Count(u64);
+//!
+//! #[async_trait]
+//! impl ShardRecordProcessor for Count {
+//!     async fn initialize(&mut self, _: InitializeInput) -> Result<(), ProcessorError> { Ok(()) }
+//!     async fn process_records(&mut self, input: ProcessRecordsInput, cp: &mut Checkpointer)
+//!         -> Result<(), ProcessorError> {
+//!         self.0 += input.records.len() as u64;
+//!         cp.checkpoint().await?;
+//!         Ok(())
+//!     }
+//!     async fn shard_ended(&mut self, cp: &mut Checkpointer) -> Result<(), ProcessorError> {
+//!         cp.checkpoint_shard_end().await?;
+//!         Ok(())
+//!     }
+//!     async fn shutdown_requested(&mut self, cp: &mut Checkpointer) -> Result<(), ProcessorError> {
+//!         cp.checkpoint().await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let scheduler = Scheduler::builder("orders-app", "orders")
+//!     .sdk_config(&sdk)
+//!     .processor_factory(|_: &str| -> Box<dyn ShardRecordProcessor> { Box::new(Count(0)) })
+//!     .build()?;
+//! let handle = scheduler.handle();
+//! tokio::spawn(async move {
+//!     let _ = tokio::signal::ctrl_c().await;
+//!     handle.shutdown().await; // processors checkpoint, leases are released
+//! });
+//! scheduler.run().await?;
+//! # Ok(()) }
+//! ```
 //!
 //! # The lease model
 //!
@@ -50,6 +92,8 @@
 //! [may start](Coordinator::may_start) only when no parent lease exists that is not at
 //! `SHARD_END`.
 //!
+//! The coordinator can also be used on its own, by code that runs its own consumers:
+//!
 //! ```no_run
 //! # async fn demo(dynamodb: aws_sdk_dynamodb::Client, kinesis: aws_sdk_kinesis::Client) -> Result<(), Box<dyn std::error::Error>> {
 //! use kcl::{Coordinator, CoordinatorConfig, LeaseEvent};
@@ -74,6 +118,7 @@
 //! ```
 
 mod balance;
+mod batch_stream;
 mod checkpointer;
 mod config;
 mod consumer_metrics;
@@ -94,6 +139,7 @@ mod scheduler;
 mod shard_consumer;
 mod shards;
 
+pub use batch_stream::{Batch, BatchKind, BatchStream};
 pub use checkpointer::{CheckpointError, Checkpointer, PreparedCheckpoint};
 pub use config::{CoordinatorConfig, InitialPosition};
 pub use consumer_metrics::ProcessingSnapshot;

@@ -168,6 +168,19 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Builds the scheduler to hand out a [`BatchStream`](crate::BatchStream) of per-shard
+    /// batches instead of calling a processor (any factory given is replaced). Run the
+    /// scheduler and read the stream; each shard's next batch comes once its current one is
+    /// acked or failed, and at shutdown each shard yields a `ShutdownRequested` batch that
+    /// must be finished too.
+    pub fn build_stream(
+        mut self,
+    ) -> Result<(Scheduler, crate::batch_stream::BatchStream), SchedulerError> {
+        let (forwarders, stream) = crate::batch_stream::channel(64);
+        self.factory = Some(Arc::new(forwarders));
+        Ok((self.build()?, stream))
+    }
+
     /// Checks the parts and builds the scheduler (nothing runs until [`Scheduler::run`]).
     pub fn build(self) -> Result<Scheduler, SchedulerError> {
         let kinesis = self

@@ -854,3 +854,79 @@ async fn a_killed_workers_shards_resume_elsewhere_from_the_last_checkpoint() {
     assert_eq!(got.len(), 100, "{got:?}");
     assert!(got.iter().all(|d| d.starts_with("b-")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_style_stream_delivers_in_order_and_redelivers_a_failed_batch() {
+    use futures::StreamExt;
+    let engine = engine_unlimited().await;
+    stream(&engine, "pull", 2).await;
+    put_plain(&engine, "pull", "s", 400, 20).await;
+    let (scheduler, mut batches) = Scheduler::builder("pull-app", "pull")
+        .kinesis(engine.kinesis_client())
+        .dynamodb(engine.dynamodb_client())
+        .worker_id("w1")
+        .config(quick())
+        .build_stream()
+        .expect("scheduler");
+    let handle = scheduler.handle();
+    let run = tokio::spawn(scheduler.run());
+    let mut got: HashMap<String, Vec<String>> = HashMap::new();
+    let mut failed_once = false;
+    let mut redelivered = None;
+    let mut total = 0;
+    while total < 400 {
+        let batch = tokio::time::timeout(Duration::from_secs(20), batches.next())
+            .await
+            .expect("a batch")
+            .expect("stream open");
+        assert_eq!(batch.kind(), kcl::BatchKind::Records);
+        let first = data(&batch.records()[0]);
+        if !failed_once {
+            failed_once = true;
+            redelivered = Some(first);
+            batch.fail("not now");
+            continue;
+        }
+        if redelivered.as_deref() == Some(first.as_str()) {
+            redelivered = None;
+        }
+        total += batch.records().len();
+        got.entry(batch.shard_id().to_owned())
+            .or_default()
+            .extend(batch.records().iter().map(data));
+        batch.checkpoint().await.expect("checkpoint");
+        batch.ack();
+    }
+    assert!(redelivered.is_none(), "the failed batch came again");
+    // Shutdown: every shard hands out a ShutdownRequested batch, finished here.
+    let stopping = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.shutdown().await }
+    });
+    let mut asked = 0;
+    while asked < 2 {
+        let batch = tokio::time::timeout(Duration::from_secs(20), batches.next())
+            .await
+            .expect("a shutdown batch")
+            .expect("open");
+        if batch.kind() == kcl::BatchKind::ShutdownRequested {
+            asked += 1;
+        }
+        batch.ack();
+    }
+    stopping.await.expect("shutdown");
+    run.await.expect("task").expect("run");
+    let all: Vec<&String> = got.values().flatten().collect();
+    assert_eq!(all.len(), 400);
+    let unique: std::collections::HashSet<&&String> = all.iter().collect();
+    assert_eq!(unique.len(), 400, "nothing twice");
+    for list in got.values() {
+        let nums: Vec<usize> = list
+            .iter()
+            .map(|d| d.trim_start_matches("s-").parse().expect("n"))
+            .collect();
+        let mut sorted = nums.clone();
+        sorted.sort_unstable();
+        assert_eq!(nums, sorted, "shard order kept");
+    }
+}
