@@ -18,6 +18,9 @@ pub(crate) struct ProcessingCounters {
     pub invalid_aggregates: AtomicU64,
     pub checkpoints: AtomicU64,
     pub shard_end_checkpoints_by_scheduler: AtomicU64,
+    pub read_throttles: AtomicU64,
+    pub expired_iterators: AtomicU64,
+    pub read_errors: AtomicU64,
     pub processing_us_total: AtomicU64,
     pub processing_us_max: AtomicU64,
     pub behind: Mutex<BTreeMap<String, i64>>,
@@ -37,6 +40,18 @@ impl ProcessingCounters {
         self.processing_us_total.fetch_add(us, Ordering::Relaxed);
         self.processing_us_max.fetch_max(us, Ordering::Relaxed);
         metrics::histogram!("kcl_batch_processing_seconds").record(took.as_secs_f64());
+    }
+
+    pub(crate) fn read_throttle(&self) {
+        self.add(&self.read_throttles, "kcl_read_throttles", 1);
+    }
+
+    pub(crate) fn expired_iterator(&self) {
+        self.add(&self.expired_iterators, "kcl_expired_iterators", 1);
+    }
+
+    pub(crate) fn read_error(&self) {
+        self.add(&self.read_errors, "kcl_read_errors", 1);
     }
 
     pub(crate) fn behind(&self, shard: &str, millis: Option<i64>) {
@@ -60,6 +75,9 @@ impl ProcessingCounters {
             invalid_aggregates: get(&self.invalid_aggregates),
             checkpoints: get(&self.checkpoints),
             shard_end_checkpoints_by_scheduler: get(&self.shard_end_checkpoints_by_scheduler),
+            read_throttles: get(&self.read_throttles),
+            expired_iterators: get(&self.expired_iterators),
+            read_errors: get(&self.read_errors),
             mean_batch_processing: Duration::from_micros(
                 get(&self.processing_us_total)
                     .checked_div(batches)
@@ -95,6 +113,12 @@ pub struct ProcessingSnapshot {
     pub checkpoints: u64,
     /// `SHARD_END` checkpoints the scheduler stored because the processor did not.
     pub shard_end_checkpoints_by_scheduler: u64,
+    /// `GetRecords` calls throttled (retried after a backoff).
+    pub read_throttles: u64,
+    /// Iterators that expired (reading restarted after the last record fetched).
+    pub expired_iterators: u64,
+    /// Other failed reads (retried).
+    pub read_errors: u64,
     /// Mean time of a successful `process_records`.
     pub mean_batch_processing: Duration,
     /// Slowest successful `process_records`.

@@ -44,21 +44,12 @@ pub(crate) struct FetchConfig {
     pub max_backoff: Duration,
 }
 
-/// Counts of the fetcher, for metrics.
-#[derive(Debug, Default)]
-pub(crate) struct FetchCounters {
-    pub throttles: std::sync::atomic::AtomicU64,
-    pub expired_iterators: std::sync::atomic::AtomicU64,
-    pub errors: std::sync::atomic::AtomicU64,
-}
-
 struct Fetcher {
     processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
     client: Client,
     stream: StreamRef,
     shard_id: String,
     config: FetchConfig,
-    counters: std::sync::Arc<FetchCounters>,
     failures: u32,
 }
 
@@ -70,7 +61,6 @@ pub(crate) fn spawn_fetcher(
     shard_id: String,
     start: StartAt,
     config: FetchConfig,
-    counters: std::sync::Arc<FetchCounters>,
     processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
 ) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1);
@@ -80,7 +70,6 @@ pub(crate) fn spawn_fetcher(
         stream,
         shard_id,
         config,
-        counters,
         failures: 0,
     };
     let task = tokio::spawn(fetcher.run(start, tx));
@@ -133,15 +122,11 @@ impl Fetcher {
                     }
                 }
                 Ok(Err(e)) => {
-                    self.counters
-                        .errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.processing.read_error();
                     tracing::debug!(shard = %self.shard_id, code = ?e.code(), "GetShardIterator failed");
                 }
                 Err(_) => {
-                    self.counters
-                        .errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.processing.read_error();
                 }
             }
             self.backoff().await;
@@ -213,9 +198,7 @@ impl Fetcher {
                     out
                 }
                 Err(Failure::Expired) => {
-                    self.counters
-                        .expired_iterators
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.processing.expired_iterator();
                     let restart = match &last {
                         Some(seq) => StartAt::AfterSequence(seq.clone()),
                         None => start.clone(),
@@ -224,16 +207,12 @@ impl Fetcher {
                     continue;
                 }
                 Err(Failure::Throttled) => {
-                    self.counters
-                        .throttles
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.processing.read_throttle();
                     self.backoff().await;
                     continue;
                 }
                 Err(Failure::Other(why)) => {
-                    self.counters
-                        .errors
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.processing.read_error();
                     tracing::debug!(shard = %self.shard_id, %why, "GetRecords failed; retrying");
                     self.backoff().await;
                     continue;

@@ -9,7 +9,7 @@ use crate::events::LeaseEvent;
 use crate::lease::LeaseKey;
 use crate::metrics::MetricsSnapshot;
 use crate::processor::{OnError, ShardRecordProcessorFactory};
-use crate::retrieval::{FetchConfig, FetchCounters};
+use crate::retrieval::FetchConfig;
 use crate::shard_consumer::{ConsumerContext, Ended, ShardConsumer, Signal};
 use crate::shards::StreamRef;
 use std::collections::HashMap;
@@ -361,7 +361,6 @@ impl Scheduler {
                 min_backoff: self.config.retry_backoff,
                 max_backoff: Duration::from_secs(5),
             },
-            fetch_counters: Arc::new(FetchCounters::default()),
             counters: self.handle.inner.counters.clone(),
             on_error: self.config.on_error.clone(),
             parent_poll: self.config.parent_poll_interval,

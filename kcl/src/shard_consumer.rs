@@ -10,7 +10,7 @@ use crate::processor::{
     InitializeInput, OnError, ProcessRecordsInput, ProcessorError, ShardRecordProcessor,
 };
 use crate::records::{Record, Unpacked, unpack};
-use crate::retrieval::{Batch, FetchConfig, FetchCounters, StartAt, spawn_fetcher};
+use crate::retrieval::{Batch, FetchConfig, StartAt, spawn_fetcher};
 use crate::shards::StreamRef;
 use shared_proto::HashKeyRange;
 use std::collections::VecDeque;
@@ -50,7 +50,6 @@ pub(crate) struct ConsumerContext {
     pub kinesis: aws_sdk_kinesis::Client,
     pub stream: StreamRef,
     pub fetch: FetchConfig,
-    pub fetch_counters: Arc<FetchCounters>,
     pub counters: Arc<ProcessingCounters>,
     pub on_error: OnError,
     pub parent_poll: Duration,
@@ -183,7 +182,6 @@ impl ShardConsumer {
             shard.clone(),
             start,
             self.ctx.fetch.clone(),
-            self.ctx.fetch_counters.clone(),
             self.ctx.counters.clone(),
         );
         let _abort = AbortOnDrop(fetcher);

@@ -930,3 +930,144 @@ async fn the_pull_style_stream_delivers_in_order_and_redelivers_a_failed_batch()
         assert_eq!(nums, sorted, "shard order kept");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_range_sub_record_is_dropped_alone_and_a_corrupt_aggregate_is_plain() {
+    use shared_proto::{HashKeyRange, partition_key_hash};
+    let engine = engine_unlimited().await;
+    stream(&engine, "range", 2).await;
+    let first_half = HashKeyRange::split_evenly(2)[0];
+    let inside: Vec<String> = (0..)
+        .map(|i| format!("in-{i}"))
+        .filter(|k| first_half.contains(partition_key_hash(k)))
+        .take(5)
+        .collect();
+    let outside = (0..)
+        .map(|i| format!("out-{i}"))
+        .find(|k| !first_half.contains(partition_key_hash(k)))
+        .expect("a key of the second shard");
+    let mut agg = shared_proto::Aggregator::new();
+    for k in inside.iter().take(3) {
+        agg.add(k, None, k.as_bytes()).expect("add");
+    }
+    agg.add(&outside, None, outside.as_bytes()).expect("add");
+    for k in inside.iter().skip(3) {
+        agg.add(k, None, k.as_bytes()).expect("add");
+    }
+    let k = engine.kinesis_client();
+    // Routed to shard 0 by its explicit hash key, although one sub-record belongs to shard 1.
+    k.put_record()
+        .stream_name("range")
+        .partition_key("outer")
+        .explicit_hash_key("0")
+        .data(aws_sdk_kinesis::primitives::Blob::new(
+            agg.finish().to_vec(),
+        ))
+        .send()
+        .await
+        .expect("put");
+    let mut corrupt = shared_proto::Aggregator::new();
+    corrupt.add("c", None, b"c").expect("add");
+    let mut corrupt = corrupt.finish().to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    k.put_record()
+        .stream_name("range")
+        .partition_key("outer")
+        .explicit_hash_key("0")
+        .data(aws_sdk_kinesis::primitives::Blob::new(corrupt.clone()))
+        .send()
+        .await
+        .expect("put");
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("range-app", "range"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
+    wait_until(Duration::from_secs(20), "6 records", || async {
+        seen.lock().await.count() >= 6
+    })
+    .await;
+    w.handle.shutdown().await;
+    let seen = seen.lock().await;
+    let got: Vec<Vec<u8>> = seen
+        .records
+        .values()
+        .flatten()
+        .map(|r| r.data.to_vec())
+        .collect();
+    let mut want: Vec<Vec<u8>> = inside.iter().map(|k| k.as_bytes().to_vec()).collect();
+    want.push(corrupt);
+    assert_eq!(
+        got, want,
+        "the out-of-range sub-record alone dropped; the corrupt one plain"
+    );
+    let subs: Vec<u64> = seen
+        .records
+        .values()
+        .flatten()
+        .map(|r| r.sub_sequence_number)
+        .collect();
+    assert_eq!(subs, [0, 1, 2, 4, 5, 0]);
+    let m = w.handle.processing_metrics();
+    assert_eq!(m.out_of_range_sub_records, 1);
+    assert_eq!(m.invalid_aggregates, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_the_shards_and_process_every_record_once() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "three", 6).await;
+    let seens: Vec<Arc<Mutex<Seen>>> = (0..3)
+        .map(|_| Arc::new(Mutex::new(Seen::default())))
+        .collect();
+    let workers: Vec<Worker> = (0..3)
+        .map(|i| {
+            worker(
+                &engine,
+                ("three-app", "three"),
+                &format!("w{i}"),
+                quick(),
+                seens[i].clone(),
+                Arc::new(AtomicU32::new(0)),
+                None,
+            )
+        })
+        .collect();
+    wait_until(Duration::from_secs(20), "2/2/2", || async {
+        let mut c: Vec<usize> = counts(&engine, "three-app").await.into_values().collect();
+        c.sort_unstable();
+        c == [2, 2, 2]
+    })
+    .await;
+    put_plain(&engine, "three", "t", 3000, 300).await;
+    wait_until(Duration::from_secs(30), "3000 records", || async {
+        let mut n = 0;
+        for s in &seens {
+            n += s.lock().await.count();
+        }
+        n >= 3000
+    })
+    .await;
+    for w in &workers {
+        w.handle.shutdown().await;
+    }
+    let mut all = Vec::new();
+    for s in &seens {
+        let s = s.lock().await;
+        assert!(s.count() > 0, "every worker processed some");
+        all.extend(s.records.values().flatten().map(data));
+    }
+    assert_eq!(
+        all.len(),
+        3000,
+        "no lease moved after the records came: nothing twice"
+    );
+    let unique: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), 3000);
+}
