@@ -38,7 +38,7 @@ async fn two_consume_processes_share_a_stream_and_print_every_record() {
                 "--worker-id",
                 id,
                 "--exit-after-idle",
-                "6",
+                "8",
             ])
             .env("NO_PROXY", "127.0.0.1,localhost")
             .stdout(Stdio::piped())
@@ -100,7 +100,11 @@ async fn two_consume_processes_share_a_stream_and_print_every_record() {
             s
         }
     };
-    let (out_a, out_b) = tokio::join!(read(&mut a), read(&mut b));
+    let (out_a, out_b) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(read(&mut a), read(&mut b))
+    })
+    .await
+    .expect("both finish printing");
     let status_a = tokio::time::timeout(Duration::from_secs(60), a.wait())
         .await
         .expect("a exits")

@@ -280,6 +280,13 @@ impl Coordinator {
         out
     }
 
+    /// One held lease, as last written or read.
+    pub async fn held_lease(&self, key: &LeaseKey) -> Option<Lease> {
+        let held = self.shared.held.lock().get(key).cloned()?;
+        let state = held.state.lock().await;
+        (!state.lost).then(|| state.lease.clone())
+    }
+
     /// The keys of the leases held now.
     pub fn held_keys(&self) -> Vec<LeaseKey> {
         let mut keys: Vec<LeaseKey> = self.shared.held.lock().keys().cloned().collect();

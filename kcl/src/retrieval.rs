@@ -123,7 +123,7 @@ impl Fetcher {
                 }
                 Ok(Err(e)) => {
                     self.processing.read_error();
-                    tracing::debug!(shard = %self.shard_id, code = ?e.code(), "GetShardIterator failed");
+                    tracing::warn!(shard = %self.shard_id, code = ?e.code(), "GetShardIterator failed; retrying");
                 }
                 Err(_) => {
                     self.processing.read_error();
@@ -192,6 +192,10 @@ impl Fetcher {
         let mut iterator = self.iterator(&start).await;
         let mut last: Option<String> = None;
         loop {
+            // Room for the batch first: at most one batch waits while one is processed.
+            let Ok(permit) = tx.reserve().await else {
+                return;
+            };
             let out = match self.get_records(&iterator).await {
                 Ok(out) => {
                     self.failures = 0;
@@ -213,8 +217,16 @@ impl Fetcher {
                 }
                 Err(Failure::Other(why)) => {
                     self.processing.read_error();
-                    tracing::debug!(shard = %self.shard_id, %why, "GetRecords failed; retrying");
+                    tracing::warn!(shard = %self.shard_id, %why, "GetRecords failed; retrying");
                     self.backoff().await;
+                    if why.contains("InvalidArgument") {
+                        // A bad iterator: a new one after the last record fetched.
+                        let restart = match &last {
+                            Some(seq) => StartAt::AfterSequence(seq.clone()),
+                            None => start.clone(),
+                        };
+                        iterator = self.iterator(&restart).await;
+                    }
                     continue;
                 }
             };
@@ -245,27 +257,20 @@ impl Fetcher {
                     .collect();
                 let children = self.children(given).await;
                 self.processing.behind(&self.shard_id, Some(0));
-                let _ = tx
-                    .send(Batch {
-                        records,
-                        millis_behind,
-                        end: Some(children),
-                    })
-                    .await;
+                permit.send(Batch {
+                    records,
+                    millis_behind,
+                    end: Some(children),
+                });
                 return;
             };
             let caught_up = records.is_empty() && millis_behind.unwrap_or(0) == 0;
-            if !records.is_empty()
-                && tx
-                    .send(Batch {
-                        records,
-                        millis_behind,
-                        end: None,
-                    })
-                    .await
-                    .is_err()
-            {
-                return;
+            if !records.is_empty() {
+                permit.send(Batch {
+                    records,
+                    millis_behind,
+                    end: None,
+                });
             }
             iterator = next;
             if caught_up {

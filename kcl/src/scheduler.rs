@@ -384,26 +384,32 @@ impl Scheduler {
                     let Ok((key, ended)) = joined else { continue };
                     running.remove(&key);
                     tracing::debug!(shard = %key.shard_id(), ?ended, "shard consumer ended");
-                    match ended {
-                        Ended::ShardEnd => {
-                            // The children are unowned leases now: take them at once.
-                            let c = coordinator.clone();
-                            tokio::spawn(async move { let _ = c.take_now().await; });
+                    if ended == Ended::ShardEnd {
+                        // The children are unowned leases now: take them at once.
+                        let c = coordinator.clone();
+                        tokio::spawn(async move { let _ = c.take_now().await; });
+                    } else if let Some(lease) = coordinator.held_lease(&key).await {
+                        // Still held (a hand-off or release that did not happen, a lease
+                        // re-taken while its old consumer was ending, a processor that
+                        // panicked): consume it again, from its checkpoint.
+                        if ended == Ended::Panicked {
+                            tokio::time::sleep(self.config.retry_backoff).await;
                         }
-                        Ended::Shutdown => {
-                            // Still held (a hand-off that did not happen): consume it again.
-                            if let Some(lease) = coordinator.held_leases().await.into_iter().find(|l| l.key == key) {
-                                self.spawn(lease, &ctx, &mut running, &mut tasks);
-                            }
-                        }
-                        _ => {}
+                        self.spawn(lease, &ctx, &mut running, &mut tasks);
                     }
                 }
             }
         }
-        // Graceful: every consumer finishes its batch and may checkpoint.
+        // Graceful: every consumer finishes its batch and may checkpoint (a lost lease stays
+        // lost).
         for signal in running.values() {
-            signal.send_replace(Signal::Shutdown);
+            signal.send_if_modified(|cur| {
+                if *cur == Signal::LeaseLost {
+                    return false;
+                }
+                *cur = Signal::Shutdown;
+                true
+            });
         }
         let drained = tokio::time::timeout(self.config.shutdown_timeout, async {
             while tasks.join_next().await.is_some() {}
@@ -432,7 +438,17 @@ impl Scheduler {
         let processor = self.factory.create(key.shard_id());
         let consumer = ShardConsumer::new(ctx.clone(), lease, rx, processor);
         running.insert(key.clone(), tx);
-        tasks.spawn(async move { (key, consumer.run().await) });
+        tasks.spawn(async move {
+            use futures::FutureExt;
+            // A panicking processor must not leave its lease held with no consumer.
+            match std::panic::AssertUnwindSafe(consumer.run()).catch_unwind().await {
+                Ok(ended) => (key, ended),
+                Err(_) => {
+                    tracing::error!(shard = %key.shard_id(), "the shard consumer panicked; restarting it from the checkpoint");
+                    (key, Ended::Panicked)
+                }
+            }
+        });
     }
 
     async fn on_event(
@@ -468,12 +484,14 @@ impl Scheduler {
             }
             LeaseEvent::HandoffRequested { key, .. } => {
                 if !signal(running, &key, Signal::HandOff) {
-                    let _ = ctx.coordinator.hand_off(&key).await;
+                    let c = ctx.coordinator.clone();
+                    tokio::spawn(async move { c.hand_off(&key).await });
                 }
             }
             LeaseEvent::ReleaseRequested { key } => {
                 if !signal(running, &key, Signal::Release) {
-                    let _ = ctx.coordinator.release(&key).await;
+                    let c = ctx.coordinator.clone();
+                    tokio::spawn(async move { c.release(&key).await });
                 }
             }
         }

@@ -41,6 +41,8 @@ pub(crate) enum Ended {
     HandedOff,
     Released,
     Shutdown,
+    /// The processor panicked.
+    Panicked,
 }
 
 /// What every consumer of a scheduler shares.
@@ -190,7 +192,13 @@ impl ShardConsumer {
             let batch: Batch = tokio::select! {
                 b = batches.recv() => match b {
                     Some(b) => b,
-                    None => return self.stop(Signal::Shutdown).await,
+                    None => {
+                        let s = match self.current() {
+                            Signal::Run => Signal::Shutdown,
+                            other => other,
+                        };
+                        return self.stop(s).await;
+                    }
                 },
                 _ = self.signal.changed() => {
                     let s = self.current();
@@ -335,6 +343,10 @@ impl ShardConsumer {
             } => {
                 let mut queue: VecDeque<(Vec<Record>, u32)> = VecDeque::from([(records, 0)]);
                 while let Some((chunk, attempts)) = queue.pop_front() {
+                    let now = self.current();
+                    if now != Signal::Run {
+                        return Err(Interrupted::Signal(now));
+                    }
                     let error = match self.call(&chunk, millis).await {
                         Ok(()) => continue,
                         Err(e) => e,
@@ -412,9 +424,14 @@ impl ShardConsumer {
                 Err(e) => {
                     tracing::warn!(shard = %shard, error = %e, "shard_ended failed; retrying");
                     let s = self.pause(self.backoff(attempt)).await;
-                    if s == Signal::LeaseLost {
-                        self.processor.lease_lost().await;
-                        return Ended::LeaseLost;
+                    match s {
+                        Signal::Run => {}
+                        Signal::LeaseLost => {
+                            self.processor.lease_lost().await;
+                            return Ended::LeaseLost;
+                        }
+                        // No SHARD_END written: the next owner reads the end again.
+                        other => return self.finish_early(other).await,
                     }
                     attempt += 1;
                 }
@@ -443,7 +460,10 @@ impl ShardConsumer {
                     Err(crate::LeaseError::LeaseLost { .. }) => return Ended::LeaseLost,
                     Err(e) => {
                         tracing::warn!(shard = %shard, error = %e, "SHARD_END checkpoint failed; retrying");
-                        tokio::time::sleep(self.backoff(attempt)).await;
+                        let s = self.pause(self.backoff(attempt)).await;
+                        if s != Signal::Run {
+                            return self.finish_early(s).await;
+                        }
                         attempt += 1;
                     }
                 }

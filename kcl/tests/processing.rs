@@ -27,6 +27,8 @@ struct Seen {
     shutdown_requested: Vec<String>,
     ended: Vec<String>,
     lost: Vec<String>,
+    /// "init <shard>" and "end <shard>", in the order they happened.
+    timeline: Vec<String>,
 }
 
 impl Seen {
@@ -50,7 +52,9 @@ struct Collector {
 #[async_trait]
 impl ShardRecordProcessor for Collector {
     async fn initialize(&mut self, input: InitializeInput) -> Result<(), ProcessorError> {
-        self.seen.lock().await.initialized.push(input);
+        let mut seen = self.seen.lock().await;
+        seen.timeline.push(format!("init {}", input.shard_id));
+        seen.initialized.push(input);
         Ok(())
     }
 
@@ -89,7 +93,11 @@ impl ShardRecordProcessor for Collector {
     }
 
     async fn shard_ended(&mut self, checkpointer: &mut Checkpointer) -> Result<(), ProcessorError> {
-        self.seen.lock().await.ended.push(self.shard.clone());
+        {
+            let mut seen = self.seen.lock().await;
+            seen.ended.push(self.shard.clone());
+            seen.timeline.push(format!("end {}", self.shard));
+        }
         checkpointer.checkpoint_shard_end().await?;
         Ok(())
     }
@@ -110,9 +118,10 @@ impl ShardRecordProcessor for Collector {
     }
 }
 
+/// Short timings, with a failover time (3 s) no loaded machine misses by accident.
 fn quick() -> SchedulerConfig {
     SchedulerConfig::default()
-        .coordinator(fast())
+        .coordinator(fast().failover_time(Duration::from_secs(3)))
         .idle_time_between_reads(Duration::from_millis(50))
         .parent_poll_interval(Duration::from_millis(50))
         .retry_backoff(Duration::from_millis(10))
@@ -422,16 +431,8 @@ async fn a_graceful_shutdown_checkpoints_and_another_worker_continues_at_once() 
 async fn records_keep_their_order_per_key_across_a_split_and_a_merge() {
     let engine = engine_unlimited().await;
     stream(&engine, "reshard", 2).await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let w = worker(
-        &engine,
-        ("reshard-app", "reshard"),
-        "w1",
-        quick(),
-        seen.clone(),
-        Arc::new(AtomicU32::new(0)),
-        None,
-    );
+    // Everything is written before the worker starts: children have records from the
+    // start, so only the parent-first rule keeps each key in order.
     put_plain(&engine, "reshard", "one", 400, 40).await;
     let k = engine.kinesis_client();
     k.split_shard()
@@ -450,6 +451,16 @@ async fn records_keep_their_order_per_key_across_a_split_and_a_merge() {
         .await
         .expect("merge");
     put_plain(&engine, "reshard", "three", 400, 40).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let w = worker(
+        &engine,
+        ("reshard-app", "reshard"),
+        "w1",
+        quick(),
+        seen.clone(),
+        Arc::new(AtomicU32::new(0)),
+        None,
+    );
     wait_until(Duration::from_secs(30), "1 200 records", || async {
         seen.lock().await.count() >= 1200
     })
@@ -482,6 +493,24 @@ async fn records_keep_their_order_per_key_across_a_split_and_a_merge() {
         let mut sorted = list.clone();
         sorted.sort();
         assert_eq!(list, &sorted, "{key} out of order");
+    }
+    let at = |what: String| {
+        seen.timeline
+            .iter()
+            .position(|e| *e == what)
+            .unwrap_or_else(|| panic!("{what} missing: {:?}", seen.timeline))
+    };
+    let sid = |i: u32| format!("shardId-{i:012}");
+    for (child, parents) in [(2, vec![0]), (3, vec![0]), (4, vec![2, 3])] {
+        for p in parents {
+            assert!(
+                at(format!("end {}", sid(p))) < at(format!("init {}", sid(child))),
+                "{} started before its parent {} ended: {:?}",
+                sid(child),
+                sid(p),
+                seen.timeline
+            );
+        }
     }
     let ended: std::collections::HashSet<&str> = seen.ended.iter().map(String::as_str).collect();
     for parent in [

@@ -89,6 +89,14 @@ fn line(shard: &str, r: &kcl::Record) -> String {
     .to_string()
 }
 
+impl Printer {
+    fn limit_reached(&self) -> bool {
+        self.shared
+            .max
+            .is_some_and(|max| self.shared.printed.load(Ordering::SeqCst) >= max)
+    }
+}
+
 #[async_trait]
 impl ShardRecordProcessor for Printer {
     async fn initialize(&mut self, _input: InitializeInput) -> Result<(), ProcessorError> {
@@ -102,11 +110,13 @@ impl ShardRecordProcessor for Printer {
     ) -> Result<(), ProcessorError> {
         let mut out = String::new();
         let mut newest = None;
+        let mut truncated = false;
         for r in &input.records {
             if let Some(max) = self.shared.max {
                 // Claim a slot; past the limit nothing more is printed.
                 if self.shared.printed.fetch_add(1, Ordering::SeqCst) >= max {
                     self.shared.printed.fetch_sub(1, Ordering::SeqCst);
+                    truncated = true;
                     break;
                 }
             } else {
@@ -126,17 +136,21 @@ impl ShardRecordProcessor for Printer {
             checkpointer.checkpoint_at(&seq, sub).await?;
             self.last = Some((seq, sub));
         }
-        if self
-            .shared
-            .max
-            .is_some_and(|max| self.shared.printed.load(Ordering::SeqCst) >= max)
-        {
+        if self.limit_reached() {
             self.shared.done.notify_one();
+        }
+        if truncated {
+            // The rest of the batch is not printed: keep it (not acknowledged) for the next
+            // run; the checkpoint covers the printed part only.
+            return Err("--max-records reached".into());
         }
         Ok(())
     }
 
     async fn shard_ended(&mut self, checkpointer: &mut Checkpointer) -> Result<(), ProcessorError> {
+        if self.limit_reached() {
+            return Err("--max-records reached: the shard end is left for the next run".into());
+        }
         checkpointer.checkpoint_shard_end().await?;
         Ok(())
     }
@@ -162,6 +176,9 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.max_records == Some(0) {
+        return;
+    }
     let kinesis_endpoint = args
         .kinesis_endpoint
         .as_deref()
