@@ -38,7 +38,9 @@ async fn two_consume_processes_share_a_stream_and_print_every_record() {
                 "--worker-id",
                 id,
                 "--exit-after-idle",
-                "8",
+                "5",
+                "--failover-time-ms",
+                "2000",
             ])
             .env("NO_PROXY", "127.0.0.1,localhost")
             .stdout(Stdio::piped())

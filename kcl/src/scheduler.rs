@@ -112,6 +112,7 @@ pub struct SchedulerBuilder {
     dynamodb: Option<aws_sdk_dynamodb::Client>,
     factory: Option<Arc<dyn ShardRecordProcessorFactory>>,
     worker_id: Option<String>,
+    initial_position: Option<InitialPosition>,
     config: SchedulerConfig,
 }
 
@@ -150,9 +151,10 @@ impl SchedulerBuilder {
         self
     }
 
-    /// Where shards without a checkpoint begin. Default `TrimHorizon`.
+    /// Where shards without a checkpoint begin. Default `TrimHorizon` (or the one in the
+    /// configuration's coordinator); this wins over the configuration in either order.
     pub fn initial_position(mut self, position: InitialPosition) -> Self {
-        self.config.coordinator.initial_position = position;
+        self.initial_position = Some(position);
         self
     }
 
@@ -182,7 +184,10 @@ impl SchedulerBuilder {
     }
 
     /// Checks the parts and builds the scheduler (nothing runs until [`Scheduler::run`]).
-    pub fn build(self) -> Result<Scheduler, SchedulerError> {
+    pub fn build(mut self) -> Result<Scheduler, SchedulerError> {
+        if let Some(p) = self.initial_position {
+            self.config.coordinator.initial_position = p;
+        }
         let kinesis = self
             .kinesis
             .ok_or(SchedulerError::Missing("Kinesis client"))?;
@@ -320,6 +325,7 @@ impl Scheduler {
             dynamodb: None,
             factory: None,
             worker_id: None,
+            initial_position: None,
             config: SchedulerConfig::default(),
         }
     }

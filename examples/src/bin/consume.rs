@@ -55,6 +55,10 @@ struct Args {
     /// Exit 0 once every held shard is caught up and nothing arrived for this many seconds.
     #[arg(long)]
     exit_after_idle: Option<f64>,
+    /// Lease failover time in milliseconds (renewals every third of it, take rounds every
+    /// failover time).
+    #[arg(long, default_value_t = 10_000)]
+    failover_time_ms: u64,
 }
 
 struct Shared {
@@ -206,8 +210,16 @@ async fn main() {
     let mut builder = Scheduler::builder(args.application.clone(), args.stream.clone())
         .kinesis(kinesis)
         .dynamodb(dynamodb)
+        .config(
+            SchedulerConfig::default()
+                .idle_time_between_reads(Duration::from_millis(200))
+                .coordinator(
+                    kcl::CoordinatorConfig::default()
+                        .failover_time(Duration::from_millis(args.failover_time_ms)),
+                ),
+        )
+        // After the config, which would replace it.
         .initial_position(position)
-        .config(SchedulerConfig::default().idle_time_between_reads(Duration::from_millis(200)))
         .processor_factory(move |shard: &str| -> Box<dyn ShardRecordProcessor> {
             Box::new(Printer {
                 shard: shard.to_owned(),
@@ -232,10 +244,13 @@ async fn main() {
         let handle = handle.clone();
         let shared = shared.clone();
         async move {
+            let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+            // Idle time counts from the moment every held shard is caught up.
+            let mut caught_up_since: Option<Instant> = None;
             loop {
                 tokio::select! {
                     _ = shared.done.notified() => return,
-                    _ = tokio::signal::ctrl_c() => return,
+                    _ = &mut ctrl_c => return,
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
                 if let Some(idle) = idle {
@@ -245,7 +260,13 @@ async fn main() {
                         && held
                             .iter()
                             .all(|s| behind.get(s).is_some_and(|ms| *ms == 0));
-                    if caught_up && shared.last_record.lock().elapsed() >= idle {
+                    if !caught_up {
+                        caught_up_since = None;
+                        continue;
+                    }
+                    let since = *caught_up_since.get_or_insert_with(Instant::now);
+                    let last = (*shared.last_record.lock()).max(since);
+                    if last.elapsed() >= idle {
                         return;
                     }
                 }
