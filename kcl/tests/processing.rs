@@ -1100,3 +1100,87 @@ async fn three_workers_share_the_shards_and_process_every_record_once() {
     let unique: std::collections::HashSet<&String> = all.iter().collect();
     assert_eq!(unique.len(), 3000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_that_move_by_hand_off_while_records_flow_repeat_nothing() {
+    let engine = engine_unlimited().await;
+    stream(&engine, "moving", 6).await;
+    let seens: Vec<Arc<Mutex<Seen>>> = (0..3)
+        .map(|_| Arc::new(Mutex::new(Seen::default())))
+        .collect();
+    let start = |i: usize| {
+        worker(
+            &engine,
+            ("moving-app", "moving"),
+            &format!("w{i}"),
+            quick(),
+            seens[i].clone(),
+            Arc::new(AtomicU32::new(0)),
+            None,
+        )
+    };
+    let w0 = start(0);
+    // Records flow while the other two join and take their share by hand-off.
+    let writer = {
+        let k = engine.kinesis_client();
+        tokio::spawn(async move {
+            for round in 0..30 {
+                let entries = (0..100)
+                    .map(|i| {
+                        let n = round * 100 + i;
+                        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                            .partition_key(format!("key-{}", n % 300))
+                            .data(aws_sdk_kinesis::primitives::Blob::new(format!("m-{n}")))
+                            .build()
+                            .expect("entry")
+                    })
+                    .collect();
+                k.put_records()
+                    .stream_name("moving")
+                    .set_records(Some(entries))
+                    .send()
+                    .await
+                    .expect("put");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "w0 processes the first records",
+        || async { seens[0].lock().await.count() > 0 },
+    )
+    .await;
+    let w1 = start(1);
+    let w2 = start(2);
+    writer.await.expect("writer");
+    wait_until(Duration::from_secs(30), "3000 records", || async {
+        let mut all = std::collections::HashSet::new();
+        for s in &seens {
+            for r in s.lock().await.records.values().flatten() {
+                all.insert(data(r));
+            }
+        }
+        all.len() >= 3000
+    })
+    .await;
+    let moved: u64 = [&w0, &w1, &w2]
+        .iter()
+        .map(|w| w.handle.lease_metrics().leases_handed_off)
+        .sum();
+    for w in [&w0, &w1, &w2] {
+        w.handle.shutdown().await;
+    }
+    assert!(moved >= 2, "leases moved while records flowed: {moved}");
+    let mut all = Vec::new();
+    for s in &seens {
+        all.extend(s.lock().await.records.values().flatten().map(data));
+    }
+    let unique: std::collections::HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), 3000);
+    assert_eq!(
+        all.len(),
+        3000,
+        "a hand-off after the owner's checkpoint repeats nothing"
+    );
+}
