@@ -857,6 +857,23 @@ async fn a_killed_workers_shards_resume_elsewhere_from_the_last_checkpoint() {
         seen1.lock().await.count() >= 200
     })
     .await;
+    // ... and checkpointed it (a record is seen just before its batch's checkpoint).
+    let table = kcl::LeaseTable::new(engine.dynamodb_client(), "kill-app");
+    wait_until(
+        Duration::from_secs(20),
+        "w1 checkpointed everything",
+        || async {
+            let seen = seen1.lock().await;
+            let Ok((leases, _)) = table.list().await else {
+                return false;
+            };
+            leases.iter().all(|l| {
+                let last = seen.records.get(l.key.shard_id()).and_then(|r| r.last());
+                last.is_some_and(|r| l.checkpoint.checkpoint.as_str() == r.sequence_number)
+            })
+        },
+    )
+    .await;
     // A crash: the run future is dropped with everything it started; nothing is released.
     w1.run.abort();
     let _ = w1.run.await;
