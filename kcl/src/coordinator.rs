@@ -309,13 +309,12 @@ impl Coordinator {
     }
 
     /// Runs one fenced write on a held lease, at most until the lease would expire; a failed
-    /// fence loses the lease unless `keep_on_fence`. `let_go`: the lease is no longer held
+    /// fence loses the lease. `let_go`: the lease is no longer held
     /// once written.
     async fn fenced<F, Fut>(
         &self,
         key: &LeaseKey,
         let_go: Option<Count>,
-        keep_on_fence: bool,
         write: F,
     ) -> Result<Lease, LeaseError>
     where
@@ -346,9 +345,7 @@ impl Coordinator {
                 Ok(new)
             }
             Err(e @ LeaseError::LeaseLost { .. }) => {
-                if !keep_on_fence {
-                    self.shared.lose(&mut state, LostReason::TakenByOther);
-                }
+                self.shared.lose(&mut state, LostReason::TakenByOther);
                 Err(e)
             }
             Err(e) => {
@@ -368,7 +365,7 @@ impl Coordinator {
         checkpoint: ExtendedCheckpoint,
     ) -> Result<Lease, LeaseError> {
         let (table, me) = (&self.shared.table, self.shared.me.as_str());
-        self.fenced(key, None, false, |lease, deadline| async move {
+        self.fenced(key, None, |lease, deadline| async move {
             table
                 .checkpoint(&lease, me, &checkpoint, Some(deadline))
                 .await
@@ -384,7 +381,7 @@ impl Coordinator {
         pending: ExtendedCheckpoint,
     ) -> Result<Lease, LeaseError> {
         let (table, me) = (&self.shared.table, self.shared.me.as_str());
-        self.fenced(key, None, false, |lease, deadline| async move {
+        self.fenced(key, None, |lease, deadline| async move {
             table
                 .prepare_checkpoint(&lease, me, &pending, Some(deadline))
                 .await
@@ -465,12 +462,9 @@ impl Coordinator {
     /// round.
     pub async fn release(&self, key: &LeaseKey) -> Result<(), LeaseError> {
         let (table, me) = (&self.shared.table, self.shared.me.as_str());
-        self.fenced(
-            key,
-            Some(Count::Released),
-            false,
-            |lease, deadline| async move { table.release(&lease, me, Some(deadline)).await },
-        )
+        self.fenced(key, Some(Count::Released), |lease, deadline| async move {
+            table.release(&lease, me, Some(deadline)).await
+        })
         .await
         .map(|_| ())
     }
