@@ -106,6 +106,20 @@ impl Balancer {
         }
     }
 
+    /// The next moment after `now` at which a lease observed as another worker's would expire,
+    /// or an outstanding hand-off request would become a steal, if nothing moves before: a
+    /// take round then, rather than up to a take interval later, keeps failover within the
+    /// failover time plus one take interval.
+    pub(crate) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let expiries = self
+            .seen
+            .values()
+            .filter(|s| s.owner.as_ref().is_some_and(|o| *o != self.me))
+            .map(|s| s.since + self.failover);
+        let steals = self.requests.values().map(|r| r.since + self.failover);
+        expiries.chain(steals).filter(|t| *t > now).min()
+    }
+
     /// Notes that a hand-off request was recorded on the lease item.
     pub(crate) fn requested(&mut self, key: LeaseKey, owner: String, now: Instant) {
         self.requests.insert(key, Request { owner, since: now });
@@ -286,6 +300,30 @@ mod tests {
         assert_eq!(plan.target, 8);
         assert_eq!(plan.take.len(), 8);
         assert!(plan.request.is_empty());
+    }
+
+    #[test]
+    fn the_next_deadline_is_the_first_expiry_still_ahead() {
+        let t0 = Instant::now();
+        let failover = Duration::from_secs(10);
+        let mut b = Balancer::new("w1", failover, usize::MAX);
+        let first = vec![lease(0, Some("w2"), 1), lease(1, Some("w1"), 1)];
+        b.observe(&first, t0);
+        let t1 = t0 + Duration::from_secs(4);
+        b.observe(
+            &[
+                lease(0, Some("w2"), 1),
+                lease(1, Some("w1"), 2),
+                lease(2, None, 0),
+            ],
+            t1,
+        );
+        // Only the other worker's lease counts (ours is renewed, an unowned one is takeable).
+        assert_eq!(b.next_deadline(t1), Some(t0 + failover));
+        // Once past, it is no deadline any more (a round ran at it): nothing is left.
+        assert_eq!(b.next_deadline(t0 + failover), None);
+        b.requested(LeaseKey::shard("shardId-000000000000"), "w2".into(), t1);
+        assert_eq!(b.next_deadline(t0 + failover), Some(t1 + failover));
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct Checkpointer {
     /// The largest (sequence, sub-sequence) delivered to the processor so far.
     largest: Option<(String, u64)>,
     at_shard_end: bool,
+    /// A write was refused because the lease is no longer ours.
+    lost: bool,
 }
 
 /// A prepared (two-phase) checkpoint: stored as `pendingCheckpoint`; [`commit`](Self::commit)
@@ -86,8 +88,22 @@ impl PreparedCheckpoint {
         &self.position
     }
 
-    /// Stores the prepared position as the checkpoint.
+    /// Stores the prepared position as the checkpoint. Refused with
+    /// [`CheckpointError::BelowLast`] if a later checkpoint was stored since the prepare.
     pub async fn commit(self, checkpointer: &mut Checkpointer) -> Result<(), CheckpointError> {
+        if let (Checkpoint::Sequence(seq), Checkpoint::Sequence(last)) =
+            (&self.position.checkpoint, &checkpointer.last.checkpoint)
+            && compare_position(
+                (seq, self.position.sub_sequence),
+                (last, checkpointer.last.sub_sequence),
+            ) == Ordering::Less
+        {
+            return Err(CheckpointError::BelowLast {
+                sequence: seq.clone(),
+                sub: self.position.sub_sequence,
+                last: format!("{last}/{}", checkpointer.last.sub_sequence),
+            });
+        }
         checkpointer.write(self.position).await
     }
 }
@@ -106,6 +122,7 @@ impl Checkpointer {
             last,
             largest: None,
             at_shard_end: false,
+            lost: false,
         }
     }
 
@@ -180,9 +197,11 @@ impl Checkpointer {
         sub_sequence: u64,
     ) -> Result<PreparedCheckpoint, CheckpointError> {
         let position = self.validate(sequence, sub_sequence)?;
-        self.coordinator
+        let stored = self
+            .coordinator
             .prepare_checkpoint(&self.key, position.clone())
-            .await?;
+            .await;
+        self.note(stored)?;
         Ok(PreparedCheckpoint { position })
     }
 
@@ -214,10 +233,25 @@ impl Checkpointer {
         })
     }
 
+    /// Remembers a refusal for a lost lease (the shard consumer stops at once).
+    fn note<T>(&mut self, result: Result<T, LeaseError>) -> Result<T, CheckpointError> {
+        if let Err(LeaseError::LeaseLost { .. }) = &result {
+            self.lost = true;
+        }
+        Ok(result?)
+    }
+
+    /// Whether a checkpoint was refused because the lease is lost.
+    pub(crate) fn saw_lease_lost(&self) -> bool {
+        self.lost
+    }
+
     async fn write(&mut self, position: ExtendedCheckpoint) -> Result<(), CheckpointError> {
-        self.coordinator
+        let stored = self
+            .coordinator
             .checkpoint(&self.key, position.clone())
-            .await?;
+            .await;
+        self.note(stored)?;
         self.counters
             .add(&self.counters.checkpoints, "kcl_checkpoints", 1);
         self.last = position;

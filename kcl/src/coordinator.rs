@@ -111,6 +111,7 @@ impl CoordinatorBuilder {
                 renew,
                 shared.clone(),
                 span.clone(),
+                |_| None,
                 |s| async move {
                     s.renew_round().await;
                 },
@@ -120,6 +121,7 @@ impl CoordinatorBuilder {
                 take,
                 shared.clone(),
                 span.clone(),
+                |s| s.balancer.lock().next_deadline(Instant::now()),
                 |s| async move {
                     if let Err(e) = s.take_round().await {
                         tracing::warn!(error = %e, "take round failed");
@@ -131,15 +133,23 @@ impl CoordinatorBuilder {
                 renew,
                 shared.clone(),
                 span.clone(),
+                |_| None,
                 |s| async move {
                     s.check_requests().await;
                 },
             ),
-            spawn_every(stop_rx, sync, shared.clone(), span, |s| async move {
-                if let Err(e) = s.sync_round().await {
-                    tracing::warn!(error = %e, "shard sync failed");
-                }
-            }),
+            spawn_every(
+                stop_rx,
+                sync,
+                shared.clone(),
+                span,
+                |_| None,
+                |s| async move {
+                    if let Err(e) = s.sync_round().await {
+                        tracing::warn!(error = %e, "shard sync failed");
+                    }
+                },
+            ),
         ];
         let handle = Arc::new(Tasks {
             stop: stop_tx,
@@ -156,27 +166,40 @@ impl CoordinatorBuilder {
 }
 
 /// Runs `round` every `every` until `stop` turns true.
-fn spawn_every<F, Fut>(
+/// How long after a lease's expiry deadline the early take round runs.
+const EARLY_MARGIN: Duration = Duration::from_millis(20);
+
+/// Runs `round` every `every`, and also at the deadlines `early` gives.
+fn spawn_every<F, Fut, E>(
     mut stop: watch::Receiver<bool>,
     every: Duration,
     shared: Arc<Shared>,
     span: tracing::Span,
+    early: E,
     round: F,
 ) -> JoinHandle<()>
 where
     F: Fn(Arc<Shared>) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
+    E: Fn(&Shared) -> Option<Instant> + Send + 'static,
 {
     tokio::spawn(
         async move {
             let mut next = Instant::now() + every;
             loop {
+                // A deadline before the next round brings one round forward (just after it).
+                let at = early(&shared)
+                    .map(|d| d + EARLY_MARGIN)
+                    .filter(|d| *d < next)
+                    .map_or(next, |d| d.max(Instant::now()));
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next) => {}
+                    _ = tokio::time::sleep_until(at) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 round(shared.clone()).await;
-                next = (next + every).max(Instant::now());
+                if at >= next {
+                    next = (next + every).max(Instant::now());
+                }
             }
         }
         .instrument(span),

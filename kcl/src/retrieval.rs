@@ -264,7 +264,10 @@ impl Fetcher {
                 });
                 return;
             };
-            let caught_up = records.is_empty() && millis_behind.unwrap_or(0) == 0;
+            // Caught up: at the tip, and the batch was not cut short by `max_records`. A
+            // batch found at the tip waits too, so a shard is read at most once per idle time.
+            let full = records.len() >= usize::try_from(self.config.max_records).unwrap_or(0);
+            let caught_up = millis_behind.unwrap_or(0) == 0 && !full;
             if !records.is_empty() {
                 permit.send(Batch {
                     records,

@@ -100,7 +100,11 @@ impl ShardConsumer {
         }
     }
 
+    /// The signal in force; a checkpoint refused for a lost lease counts as its loss.
     fn current(&self) -> Signal {
+        if self.checkpointer.saw_lease_lost() {
+            return Signal::LeaseLost;
+        }
         *self.signal.borrow()
     }
 
@@ -231,6 +235,10 @@ impl ShardConsumer {
                     Interrupted::GaveUp => self.stop(Signal::Release).await,
                 };
             }
+            if self.checkpointer.saw_lease_lost() {
+                // The processor swallowed the refusal: stop before anything else is read.
+                return self.stop(Signal::LeaseLost).await;
+            }
             if let Some(children) = batch.end {
                 return self.shard_end(children).await;
             }
@@ -326,6 +334,10 @@ impl ShardConsumer {
             }
             OnError::Skip => {
                 if let Err(e) = self.call(&records, millis).await {
+                    if self.checkpointer.saw_lease_lost() {
+                        // Not skipped: the next owner delivers the batch again.
+                        return Err(Interrupted::Signal(Signal::LeaseLost));
+                    }
                     let c = &self.ctx.counters;
                     c.add(&c.skipped, "kcl_records_skipped", records.len() as u64);
                     tracing::warn!(shard = %shard, records = records.len(), error = %e, "batch skipped by the Skip policy");
@@ -508,7 +520,8 @@ impl ShardConsumer {
                 Ok(true) => Ended::HandedOff,
                 Ok(false) => Ended::Shutdown,
                 Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "hand-off failed");
+                    tracing::warn!(shard = %shard, error = %e, "hand-off failed; the lease is lost");
+                    self.processor.lease_lost().await;
                     Ended::LeaseLost
                 }
             },

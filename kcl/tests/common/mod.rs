@@ -2,6 +2,8 @@
 //! leases, and waiting on conditions with a timeout.
 #![allow(dead_code)]
 
+pub mod collector;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use kcl::{
     Checkpoint, Coordinator, CoordinatorConfig, ExtendedCheckpoint, LeaseEvent, LeaseEvents,
