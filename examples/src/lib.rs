@@ -1,6 +1,7 @@
 //! Shared pieces of the example programs: building SDK clients for an endpoint or for AWS.
 
 pub mod consumer_bench;
+pub mod pipeline;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
