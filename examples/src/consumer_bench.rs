@@ -111,7 +111,7 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
     let start = Instant::now();
     while !check() {
         if start.elapsed() > limit {
-            println!("  (gave up waiting for {what} after {limit:?})");
+            eprintln!("  (gave up waiting for {what} after {limit:?})");
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -120,7 +120,13 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 }
 
 /// Runs the consumer benchmark against `endpoint` (an engine with limits off).
-pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() -> f64) {
+pub async fn run(
+    endpoint: &str,
+    records: usize,
+    shards: i32,
+    cpu_seconds: fn() -> f64,
+    figures: &mut crate::figures::Figures,
+) {
     let sdk = crate::sdk_config(Some(endpoint), None).await;
     let kinesis = aws_sdk_kinesis::Client::new(&sdk);
     let tag = format!("{:x}", now_micros());
@@ -145,7 +151,7 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
             .expect("send");
     }
     producer.flush().await;
-    println!(
+    eprintln!(
         "pre-filled {records} aggregated records of 100 bytes into {shards} shards in {:.1} s",
         filled.elapsed().as_secs_f64()
     );
@@ -165,22 +171,29 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
         counts.records.load(Ordering::Relaxed) >= records as u64
     })
     .await;
-    let total = t0.elapsed();
     let first = counts.first_at.lock().map(|f| f - t0).unwrap_or_default();
     let last = counts.last_at.lock().map(|l| l - t0).unwrap_or_default();
     let cpu = cpu_seconds() - cpu0;
-    println!(
-        "first record {:.0} ms after Scheduler::run on an empty lease table",
-        first.as_secs_f64() * 1e3
+    figures.add(
+        "first record after Scheduler::run on an empty lease table",
+        first.as_secs_f64() * 1e3,
+        "ms",
     );
-    println!(
-        "consumed {records} user records in {:.2} s: {:.0} records/s ({:.0} records/s after the first), {:.1} CPU s per million",
-        last.as_secs_f64(),
-        records as f64 / last.as_secs_f64(),
+    figures.add(
+        format!("{records} aggregated 100-byte user records, from the first"),
         records as f64 / (last - first).as_secs_f64().max(1e-9),
-        cpu / (records as f64 / 1e6)
+        "records/s",
     );
-    let _ = total;
+    figures.add(
+        "the same, counted from Scheduler::run",
+        records as f64 / last.as_secs_f64(),
+        "records/s",
+    );
+    figures.add(
+        "consumer CPU per million records",
+        cpu / (records as f64 / 1e6),
+        "s",
+    );
 
     // Failover: a second worker joins (hand-off), then leaves gracefully; then is killed.
     let w2 = start(
@@ -195,9 +208,12 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
         w2.handle.held_shards().len() == half
     })
     .await;
-    println!(
-        "a joining worker held its {half} shards after {:.1} s (hand-off; failover 10 s, take every 10 s)",
-        took.as_secs_f64()
+    figures.add(
+        format!(
+            "a joining worker holds its {half} shards (hand-off; failover 10 s, take every 10 s)"
+        ),
+        took.as_secs_f64(),
+        "s",
     );
     let stop = Instant::now();
     w2.handle.shutdown().await;
@@ -206,10 +222,15 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
         w1.handle.held_shards().len() == shards as usize
     })
     .await;
-    println!(
-        "after a graceful shutdown ({:.2} s), the other worker held every shard within {:.1} s (take interval 10 s)",
+    figures.add(
+        "graceful shutdown: the shutdown itself",
         stop.elapsed().as_secs_f64() - took.as_secs_f64(),
-        took.as_secs_f64()
+        "s",
+    );
+    figures.add(
+        "graceful shutdown: the other worker holds every shard (take interval 10 s)",
+        took.as_secs_f64(),
+        "s",
     );
     let w3 = start(
         &sdk,
@@ -228,9 +249,10 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
         w1.handle.held_shards().len() == shards as usize
     })
     .await;
-    println!(
-        "after a kill, the other worker held every shard within {:.1} s (failover 10 s + take interval 10 s)",
-        took.as_secs_f64()
+    figures.add(
+        "kill: the other worker holds every shard (failover 10 s + take interval 10 s)",
+        took.as_secs_f64(),
+        "s",
     );
 
     // End-to-end latency with the producer at 1 000 records/s, default buffering.
@@ -261,11 +283,9 @@ pub async fn run(endpoint: &str, records: usize, shards: i32, cpu_seconds: fn() 
             .unwrap_or(0) as f64
             / 1e3
     };
-    println!(
-        "end to end at 1 000 records/s (producer buffering 100 ms, idle between reads 200 ms): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
-    );
+    let e2e = "end to end at 1 000 records/s (buffering 100 ms, idle 200 ms)";
+    figures.add(format!("{e2e}: p50"), pct(0.5), "ms");
+    figures.add(format!("{e2e}: p99"), pct(0.99), "ms");
+    figures.add(format!("{e2e}: max"), pct(1.0), "ms");
     w1.handle.shutdown().await;
 }

@@ -1,7 +1,11 @@
 //! Shared pieces of the example programs: building SDK clients for an endpoint or for AWS.
 
 pub mod consumer_bench;
+pub mod e2e_bench;
+pub mod engine_bench;
+pub mod figures;
 pub mod pipeline;
+pub mod svg;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;

@@ -1,12 +1,14 @@
-//! Benchmarks. `bench producer`: user records/s from one sending task and from 16 tasks
-//! sharing one producer, producer CPU seconds per million records, p50/p99/max latency at a
-//! moderate fixed rate measured from each record's scheduled send time, and peak RSS, against
-//! the bundled engine running in its own process with limits off.
+//! The benchmarks behind one command:
+//! `cargo run --release -p examples --bin bench -- <producer|consumer|e2e|engine> [--json]`.
+//! Each prints a table of figures, or with `--json` one JSON object per figure.
 //!
-//! `cargo run --release -p examples --bin bench -- producer [--records N] [--keys N]
-//! [--shards N] [--size BYTES] [--endpoint URL]`
-//!
-//! `bench consumer`: see `examples::consumer_bench`.
+//! - `producer`: user records/s from one sending task and from 16 tasks sharing one producer,
+//!   producer CPU seconds per million records, p50/p99/max latency at a moderate fixed rate
+//!   measured from each record's scheduled send time, and peak RSS, against the bundled engine
+//!   running in its own process with limits off.
+//! - `consumer`: see `examples::consumer_bench`.
+//! - `e2e`: see `examples::e2e_bench`; `--plot FILE.svg` draws latency and throughput over time.
+//! - `engine`: see `examples::engine_bench`.
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
@@ -20,6 +22,9 @@ use tokio::io::AsyncBufReadExt;
 struct Args {
     #[command(subcommand)]
     command: Cmd,
+    /// One JSON object per figure instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,9 +62,26 @@ enum Cmd {
         #[arg(long)]
         endpoint: Option<String>,
     },
-    /// Runs an engine with limits off and prints its URL (used by `producer`).
-    #[command(hide = true)]
+    /// Producer and consumer together at a fixed rate: end-to-end latency p50/p99/max.
+    E2e {
+        /// Records per second from the producer.
+        #[arg(long, default_value_t = 1_000.0)]
+        rate: f64,
+        /// Seconds the producer sends.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Shards of the stream.
+        #[arg(long, default_value_t = 4)]
+        shards: i32,
+        /// Write latency-over-time and throughput-over-time to this SVG file.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+    },
+    /// The engine alone: PutRecords, GetRecords, memory per record, lease renewals.
     Engine,
+    /// Runs an engine with limits off and prints its URL (used by the other benchmarks).
+    #[command(hide = true)]
+    Serve,
 }
 
 fn cpu_seconds() -> f64 {
@@ -95,8 +117,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let mut figures = examples::figures::Figures::new(match &args.command {
+        Cmd::Producer { .. } => "producer",
+        Cmd::Consumer { .. } => "consumer",
+        Cmd::E2e { .. } => "e2e",
+        Cmd::Engine | Cmd::Serve => "engine",
+    });
     match args.command {
-        Cmd::Engine => {
+        Cmd::Serve => {
             let engine = stream_engine::Engine::start(
                 stream_engine::EngineConfig {
                     limits: stream_engine::Limits::disabled(),
@@ -127,7 +155,12 @@ async fn main() {
                     e
                 }
             };
-            producer_bench(&endpoint, records, keys, shards, size, latency_rate).await;
+            producer_bench(
+                &endpoint,
+                (records, keys, shards, size, latency_rate),
+                &mut figures,
+            )
+            .await;
             drop(child);
         }
         Cmd::Consumer {
@@ -142,16 +175,45 @@ async fn main() {
                     (e, Some(c))
                 }
             };
-            examples::consumer_bench::run(&endpoint, records, shards, cpu_seconds).await;
+            examples::consumer_bench::run(&endpoint, records, shards, cpu_seconds, &mut figures)
+                .await;
+            drop(child);
+        }
+        Cmd::E2e {
+            rate,
+            seconds,
+            shards,
+            plot,
+        } => {
+            let opts = examples::e2e_bench::E2eOptions {
+                rate,
+                seconds,
+                shards,
+                keys: 1_000,
+                plot,
+            };
+            if let Err(e) = examples::e2e_bench::run(&opts, &mut figures).await {
+                eprintln!("e2e: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Engine => {
+            let (endpoint, child) = engine_process().await;
+            let pid = child.id().unwrap_or(0);
+            if let Err(e) = examples::engine_bench::run(&endpoint, pid, &mut figures).await {
+                eprintln!("engine: {e}");
+                std::process::exit(1);
+            }
             drop(child);
         }
     }
+    print!("{}", figures.render(args.json));
 }
 
 /// Starts `bench engine` in its own process; its URL and the child.
 async fn engine_process() -> (String, tokio::process::Child) {
     let mut c = tokio::process::Command::new(std::env::current_exe().expect("exe"))
-        .arg("engine")
+        .arg("serve")
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -257,11 +319,8 @@ async fn latency(
 
 async fn producer_bench(
     endpoint: &str,
-    records: usize,
-    keys: usize,
-    shards: i32,
-    size: usize,
-    latency_rate: usize,
+    (records, keys, shards, size, latency_rate): (usize, usize, i32, usize, usize),
+    figures: &mut examples::figures::Figures,
 ) {
     let sdk = examples::sdk_config(Some(endpoint), None).await;
     let client = aws_sdk_kinesis::Client::new(&sdk);
@@ -277,7 +336,7 @@ async fn producer_bench(
     // Warm-up.
     throughput(&producer, 20_000, keys, size, 1).await;
 
-    println!(
+    eprintln!(
         "producer: {records} records of {size} bytes over {keys} keys into {shards} shards (engine limits off, own process)"
     );
     for tasks in [1, 16] {
@@ -288,26 +347,39 @@ async fn producer_bench(
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu0;
         let m = producer.metrics();
-        println!(
-            "  {tasks:>2} sending task(s): {:>10.0} user records/s ({elapsed:.2} s), producer CPU {:.2} s per million records, {} Kinesis records in {} requests",
+        figures.add(
+            format!("{tasks} sending task(s): user records/s"),
             records as f64 / elapsed,
+            "records/s",
+        );
+        figures.add(
+            format!("{tasks} sending task(s): producer CPU per million records"),
             cpu / (records as f64 / 1e6),
-            m.kinesis_records_sent - m0.kinesis_records_sent,
-            m.requests - m0.requests
+            "s",
+        );
+        figures.add(
+            format!("{tasks} sending task(s): Kinesis records per request"),
+            (m.kinesis_records_sent - m0.kinesis_records_sent) as f64
+                / (m.requests - m0.requests).max(1) as f64,
+            "records",
         );
     }
 
     let n = latency_rate * 3;
     let lat = latency(&producer, n, keys, size, latency_rate).await;
-    println!(
-        "  latency at {latency_rate}/s from the scheduled send time: p50 {:?}  p99 {:?}  max {:?}  (RecordMaxBufferedTime 100 ms)",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99),
-        lat.last().copied().unwrap_or_default()
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let at = format!("latency at {latency_rate}/s from the scheduled send (buffering 100 ms)");
+    figures.add(format!("{at}: p50"), ms(percentile(&lat, 0.5)), "ms");
+    figures.add(format!("{at}: p99"), ms(percentile(&lat, 0.99)), "ms");
+    figures.add(
+        format!("{at}: max"),
+        ms(lat.last().copied().unwrap_or_default()),
+        "ms",
     );
-    println!(
-        "  peak RSS:          {:>10.1} MB (max_outstanding_records 100000)",
-        peak_rss_mb()
+    figures.add(
+        "peak RSS (max_outstanding_records 100 000)",
+        peak_rss_mb(),
+        "MB",
     );
     producer.shutdown(Duration::from_secs(10)).await;
 }
