@@ -56,3 +56,8 @@ pub async fn ensure_stream(
         }
     }
 }
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
