@@ -14,7 +14,7 @@ pub fn quick() -> SchedulerConfig {
     SchedulerConfig::default()
         .coordinator(
             CoordinatorConfig::default()
-                .failover_time(Duration::from_secs(2))
+                .failover_time(Duration::from_secs(3))
                 .take_interval(Duration::from_millis(500))
                 .call_timeout(Duration::from_secs(1))
                 .retry_backoff(Duration::from_millis(20))

@@ -40,6 +40,19 @@ pub enum CheckpointError {
     /// `SHARD_END` before the shard ended.
     #[error("SHARD_END may only be checkpointed once the shard has ended")]
     NotAtShardEnd,
+    /// A prepared checkpoint committed after `SHARD_END` was stored.
+    #[error("the shard's checkpoint is SHARD_END already")]
+    AfterShardEnd,
+    /// A prepared checkpoint committed through another shard's checkpointer.
+    #[error(
+        "checkpoint prepared for {prepared} committed through the checkpointer of {checkpointer}"
+    )]
+    OtherShard {
+        /// The lease it was prepared on.
+        prepared: String,
+        /// The lease of the checkpointer it was given.
+        checkpointer: String,
+    },
     /// The lease is held by another worker now; nothing was written.
     #[error("lease {key} is lost")]
     LeaseLost {
@@ -79,6 +92,7 @@ pub struct Checkpointer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a prepared checkpoint does nothing until committed"]
 pub struct PreparedCheckpoint {
+    key: LeaseKey,
     position: ExtendedCheckpoint,
 }
 
@@ -91,6 +105,15 @@ impl PreparedCheckpoint {
     /// Stores the prepared position as the checkpoint. Refused with
     /// [`CheckpointError::BelowLast`] if a later checkpoint was stored since the prepare.
     pub async fn commit(self, checkpointer: &mut Checkpointer) -> Result<(), CheckpointError> {
+        if self.key != checkpointer.key {
+            return Err(CheckpointError::OtherShard {
+                prepared: self.key.to_string(),
+                checkpointer: checkpointer.key.to_string(),
+            });
+        }
+        if checkpointer.last.checkpoint == Checkpoint::ShardEnd {
+            return Err(CheckpointError::AfterShardEnd);
+        }
         if let (Checkpoint::Sequence(seq), Checkpoint::Sequence(last)) =
             (&self.position.checkpoint, &checkpointer.last.checkpoint)
             && compare_position(
@@ -202,7 +225,10 @@ impl Checkpointer {
             .prepare_checkpoint(&self.key, position.clone())
             .await;
         self.note(stored)?;
-        Ok(PreparedCheckpoint { position })
+        Ok(PreparedCheckpoint {
+            key: self.key.clone(),
+            position,
+        })
     }
 
     fn validate(&self, sequence: &str, sub: u64) -> Result<ExtendedCheckpoint, CheckpointError> {

@@ -121,7 +121,13 @@ impl CoordinatorBuilder {
                 take,
                 shared.clone(),
                 span.clone(),
-                |s| s.balancer.lock().next_deadline(Instant::now()),
+                // Only where the take interval is within the failover time: a longer take
+                // interval is the user's choice of fewer scans.
+                |s| {
+                    (s.config.effective_take_interval() <= s.config.failover_time)
+                        .then(|| s.balancer.lock().next_deadline(Instant::now()))
+                        .flatten()
+                },
                 |s| async move {
                     if let Err(e) = s.take_round().await {
                         tracing::warn!(error = %e, "take round failed");
@@ -165,11 +171,11 @@ impl CoordinatorBuilder {
     }
 }
 
-/// Runs `round` every `every` until `stop` turns true.
 /// How long after a lease's expiry deadline the early take round runs.
 const EARLY_MARGIN: Duration = Duration::from_millis(20);
 
-/// Runs `round` every `every`, and also at the deadlines `early` gives.
+/// Runs `round` every `every` until `stop` turns true, and also just after the deadlines
+/// `early` gives (an early round stands for the next regular one).
 fn spawn_every<F, Fut, E>(
     mut stop: watch::Receiver<bool>,
     every: Duration,
@@ -197,9 +203,12 @@ where
                     _ = stop.wait_for(|s| *s) => return,
                 }
                 round(shared.clone()).await;
-                if at >= next {
-                    next = (next + every).max(Instant::now());
-                }
+                next = if at >= next {
+                    (next + every).max(Instant::now())
+                } else {
+                    // The early round stands for the regular one.
+                    Instant::now() + every
+                };
             }
         }
         .instrument(span),

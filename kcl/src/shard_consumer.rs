@@ -316,6 +316,9 @@ impl ShardConsumer {
                 loop {
                     match self.call(&records, millis).await {
                         Ok(()) => return Ok(()),
+                        Err(_) if self.checkpointer.saw_lease_lost() => {
+                            return Err(Interrupted::Signal(Signal::LeaseLost));
+                        }
                         Err(e) => {
                             attempt += 1;
                             tracing::warn!(shard = %shard, attempt, error = %e, "process_records failed");
@@ -361,6 +364,10 @@ impl ShardConsumer {
                     }
                     let error = match self.call(&chunk, millis).await {
                         Ok(()) => continue,
+                        // Not a poison record: the lease is gone, the next owner redelivers.
+                        Err(_) if self.checkpointer.saw_lease_lost() => {
+                            return Err(Interrupted::Signal(Signal::LeaseLost));
+                        }
                         Err(e) => e,
                     };
                     self.retried();
@@ -469,7 +476,10 @@ impl ShardConsumer {
                         c.add(&c.checkpoints, "kcl_checkpoints", 1);
                         break;
                     }
-                    Err(crate::LeaseError::LeaseLost { .. }) => return Ended::LeaseLost,
+                    Err(crate::LeaseError::LeaseLost { .. }) => {
+                        self.processor.lease_lost().await;
+                        return Ended::LeaseLost;
+                    }
                     Err(e) => {
                         tracing::warn!(shard = %shard, error = %e, "SHARD_END checkpoint failed; retrying");
                         let s = self.pause(self.backoff(attempt)).await;
@@ -515,13 +525,23 @@ impl ShardConsumer {
         {
             tracing::warn!(shard = %shard, error = %e, "shutdown_requested failed");
         }
+        if self.checkpointer.saw_lease_lost() {
+            // Its checkpoint was refused: nothing to hand over or release.
+            self.processor.lease_lost().await;
+            return Ended::LeaseLost;
+        }
         match signal {
             Signal::HandOff => match self.ctx.coordinator.hand_off(&self.key).await {
                 Ok(true) => Ended::HandedOff,
                 Ok(false) => Ended::Shutdown,
-                Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "hand-off failed; the lease is lost");
+                Err(e @ crate::LeaseError::LeaseLost { .. }) => {
+                    tracing::warn!(shard = %shard, error = %e, "hand-off failed: the lease is lost");
                     self.processor.lease_lost().await;
+                    Ended::LeaseLost
+                }
+                Err(e) => {
+                    // Maybe still ours: the scheduler starts a consumer again if it is.
+                    tracing::warn!(shard = %shard, error = %e, "hand-off failed");
                     Ended::LeaseLost
                 }
             },

@@ -200,11 +200,12 @@ async fn main() {
         Cmd::Engine => {
             let (endpoint, child) = engine_process().await;
             let pid = child.id().unwrap_or(0);
-            if let Err(e) = examples::engine_bench::run(&endpoint, pid, &mut figures).await {
+            let result = examples::engine_bench::run(&endpoint, pid, &mut figures).await;
+            drop(child);
+            if let Err(e) = result {
                 eprintln!("engine: {e}");
                 std::process::exit(1);
             }
-            drop(child);
         }
     }
     print!("{}", figures.render(args.json));

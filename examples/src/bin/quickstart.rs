@@ -139,11 +139,17 @@ async fn run(args: Args) -> Result<bool, String> {
         .await;
     let consumed_in = started.elapsed();
     progress.abort();
-    let produce_time = sending
+    // The producer's records all have outcomes once the books are complete; if they are
+    // not, its shutdown (10 s) bounds the wait.
+    let produce_time = tokio::time::timeout(Duration::from_secs(30), sending)
         .await
+        .map_err(|_| "the producer did not finish".to_owned())?
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("sending: {e}"))?;
-    let reshards = resharding.await.map_err(|e| e.to_string())??;
+    let reshards = tokio::time::timeout(Duration::from_secs(30), resharding)
+        .await
+        .map_err(|_| "the reshards did not finish".to_owned())?
+        .map_err(|e| e.to_string())??;
     for w in workers {
         w.stop().await;
     }

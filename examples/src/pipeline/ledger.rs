@@ -28,6 +28,9 @@ struct Key {
     max_seen: Option<u64>,
 }
 
+/// Record numbers per key the books keep; a larger one is not a record of this run.
+const MAX_PER_KEY: u64 = 1 << 24;
+
 fn set(v: &mut Vec<bool>, i: usize) -> bool {
     if v.len() <= i {
         v.resize(i + 1, false);
@@ -47,6 +50,7 @@ pub struct Ledger {
     duplicates: u64,
     out_of_order: u64,
     foreign: u64,
+    shard_order_violations: u64,
     per_shard: BTreeMap<String, u64>,
     /// (seconds since the run's start, end-to-end latency in ms) of each first delivery.
     samples: Vec<(f64, f64)>,
@@ -63,7 +67,7 @@ impl Ledger {
 
     /// The producer acknowledged record `n` of `key`.
     pub fn acked(&mut self, key: u32, n: u64) {
-        let Some(k) = self.keys.get_mut(key as usize) else {
+        let Some(k) = self.keys.get_mut(key as usize).filter(|_| n < MAX_PER_KEY) else {
             return;
         };
         if !set(&mut k.acked, n as usize) {
@@ -72,6 +76,11 @@ impl Ledger {
                 self.unique_acked += 1;
             }
         }
+    }
+
+    /// A processor saw its shard's records out of sequence order.
+    pub fn shard_order_violation(&mut self) {
+        self.shard_order_violations += 1;
     }
 
     /// The producer gave up on record `n` of `key` (it may still have landed).
@@ -83,7 +92,7 @@ impl Ledger {
     /// `latency` after it was sent.
     pub fn seen(&mut self, shard: &str, key: u32, n: u64, at: f64, latency: Duration) -> Seen {
         self.deliveries += 1;
-        let Some(k) = self.keys.get_mut(key as usize) else {
+        let Some(k) = self.keys.get_mut(key as usize).filter(|_| n < MAX_PER_KEY) else {
             self.foreign += 1;
             return Seen::Foreign;
         };
@@ -162,6 +171,7 @@ impl Ledger {
             out_of_order: self.out_of_order,
             lost: self.acked.saturating_sub(self.unique_acked),
             foreign: self.foreign,
+            shard_order_violations: self.shard_order_violations,
             per_shard: self.per_shard.clone(),
             latency_p50_ms: pct(0.50),
             latency_p99_ms: pct(0.99),
@@ -189,6 +199,9 @@ pub struct Summary {
     pub lost: u64,
     /// Deliveries of records this run did not write.
     pub foreign: u64,
+    /// Batches whose records were not in increasing (sequence, sub-sequence) order, or came
+    /// before the previous batch's (must be 0).
+    pub shard_order_violations: u64,
     /// Shard → distinct records first delivered from it.
     pub per_shard: BTreeMap<String, u64>,
     /// End-to-end latency of first deliveries.
@@ -200,9 +213,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Nothing lost, nothing out of order, nothing foreign.
+    /// Nothing lost or given up, nothing out of order, nothing foreign.
     pub fn ok(&self) -> bool {
-        self.lost == 0 && self.out_of_order == 0 && self.foreign == 0
+        self.lost == 0
+            && self.failed == 0
+            && self.out_of_order == 0
+            && self.shard_order_violations == 0
+            && self.foreign == 0
     }
 
     /// The summary as a text table.
@@ -221,6 +238,12 @@ impl Summary {
         }
         if self.foreign > 0 {
             row("foreign records", self.foreign.to_string());
+        }
+        if self.shard_order_violations > 0 {
+            row(
+                "shard order violations",
+                self.shard_order_violations.to_string(),
+            );
         }
         row("latency p50", format!("{:.0} ms", self.latency_p50_ms));
         row("latency p99", format!("{:.0} ms", self.latency_p99_ms));
@@ -249,10 +272,11 @@ mod tests {
         assert_eq!(l.seen("s", 0, 0, 0.0, MS), Seen::Duplicate);
         assert_eq!(l.seen("s", 0, 1, 0.0, MS), Seen::OutOfOrder);
         assert_eq!(l.seen("s", 9, 0, 0.0, MS), Seen::Foreign);
+        assert_eq!(l.seen("s", 0, u64::MAX, 0.0, MS), Seen::Foreign);
         assert!(!l.complete());
         let s = l.summary();
         assert_eq!((s.produced, s.consumed, s.lost), (4, 3, 1));
-        assert_eq!((s.duplicates, s.out_of_order, s.foreign), (1, 1, 1));
+        assert_eq!((s.duplicates, s.out_of_order, s.foreign), (1, 1, 2));
         assert!(!s.ok());
     }
 

@@ -159,7 +159,7 @@ pub async fn produce(
     let start = tokio::time::Instant::now();
     let keys = opts.keys.max(1);
     for i in 0..opts.records {
-        if let Some(rate) = opts.rate {
+        if let Some(rate) = opts.rate.filter(|r| *r > 0.0 && r.is_finite()) {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             if due > tokio::time::Instant::now() + Duration::from_millis(1) {
                 tokio::time::sleep_until(due).await;

@@ -15,6 +15,8 @@ pub struct CheckingProcessor {
     shard: String,
     books: Arc<Books>,
     slow: Duration,
+    /// The last (sequence, sub-sequence) delivered to this processor.
+    last: Option<(String, u64)>,
 }
 
 impl CheckingProcessor {
@@ -24,6 +26,7 @@ impl CheckingProcessor {
             shard: shard.to_owned(),
             books,
             slow,
+            last: None,
         }
     }
 }
@@ -44,6 +47,14 @@ impl ShardRecordProcessor for CheckingProcessor {
             tokio::time::sleep(self.slow).await;
         }
         for r in &input.records {
+            let here = (r.sequence_number.clone(), r.sub_sequence_number);
+            if let Some(last) = &self.last
+                && kcl::compare_sequence(&last.0, &here.0).then(last.1.cmp(&here.1))
+                    != std::cmp::Ordering::Less
+            {
+                self.books.with(|l| l.shard_order_violation());
+            }
+            self.last = Some(here);
             self.books.deliver(&self.shard, &r.data);
         }
         checkpointer.checkpoint().await?;
