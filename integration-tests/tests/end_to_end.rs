@@ -156,3 +156,53 @@ async fn a_rolling_restart_of_every_worker_loses_nothing() {
         w.stop().await;
     }
 }
+
+fn fan_out() -> kcl::SchedulerConfig {
+    quick().retrieval(kcl::RetrievalMode::FanOut {
+        consumer_name: "e2e-efo".into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_fan_out_mode_a_split_and_a_merge_keep_every_key_in_order() {
+    let rig = Rig::new(EngineConfig::default(), "efo-reshard", 2, 400).await;
+    let w1 = rig.worker_with("w1", fan_out(), NO_WAIT);
+    let w2 = rig.worker_with("w2", fan_out(), NO_WAIT);
+    let _sending = rig
+        .produce(ProducerConfig::default(), 8_000, Some(1_500.0), 100)
+        .await;
+    let k = &rig.kinesis;
+    rig.sent(2_500).await;
+    examples::pipeline::split_shard(k, rig.stream(), 0)
+        .await
+        .expect("split");
+    rig.sent(5_000).await;
+    examples::pipeline::merge_adjacent(k, rig.stream(), 1)
+        .await
+        .expect("merge");
+    let summary = rig.finish(LIMIT, 4_000).await;
+    assert!(
+        summary.per_shard.len() >= 4,
+        "records came from parents and children: {:?}",
+        summary.per_shard
+    );
+    w1.stop().await;
+    w2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_fan_out_mode_a_killed_worker_and_a_stopped_one_lose_nothing() {
+    let rig = Rig::new(EngineConfig::default(), "efo-workers", 4, 400).await;
+    let w1 = rig.worker_with("w1", fan_out(), NO_WAIT);
+    let w2 = rig.worker_with("w2", fan_out(), NO_WAIT);
+    let w3 = rig.worker_with("w3", fan_out(), NO_WAIT);
+    let _sending = rig
+        .produce(ProducerConfig::default(), 8_000, Some(1_000.0), 100)
+        .await;
+    rig.sent(2_500).await;
+    w1.kill().await;
+    rig.sent(5_000).await;
+    w2.stop().await;
+    rig.finish(LIMIT, 2_000).await;
+    w3.stop().await;
+}

@@ -1,5 +1,5 @@
 //! Polling retrieval: `GetShardIterator`, then `GetRecords` in a task that stays one batch
-//! ahead of the processor. Throttling backs off with jitter, an expired iterator restarts
+//! ahead of the processor (enhanced fan-out, the other mode, is `fanout.rs`). Throttling backs off with jitter, an expired iterator restarts
 //! after the last record fetched, transient errors are retried.
 
 use crate::discovery::ShardInfo;
@@ -42,6 +42,8 @@ pub(crate) struct FetchConfig {
     pub call_timeout: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Enhanced fan-out through this registered consumer instead of polling.
+    pub consumer_arn: Option<String>,
 }
 
 struct Fetcher {
@@ -64,6 +66,17 @@ pub(crate) fn spawn_fetcher(
     processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
 ) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(1);
+    if let Some(consumer_arn) = config.consumer_arn.clone() {
+        let subscriber = crate::fanout::Subscriber {
+            client,
+            stream,
+            shard_id,
+            consumer_arn,
+            config,
+            processing,
+        };
+        return (rx, tokio::spawn(subscriber.run(start, tx)));
+    }
     let fetcher = Fetcher {
         processing,
         client,
@@ -74,6 +87,30 @@ pub(crate) fn spawn_fetcher(
     };
     let task = tokio::spawn(fetcher.run(start, tx));
     (rx, task)
+}
+
+/// The children of `shard_id` at its end: `given` (from `ChildShards`), or looked up with
+/// `ListShards` for an engine that gives none.
+pub(crate) async fn children_of(
+    client: &Client,
+    stream: &StreamRef,
+    shard_id: &str,
+    given: Vec<ShardInfo>,
+    timeout: Duration,
+) -> Vec<ShardInfo> {
+    if !given.is_empty() {
+        return given;
+    }
+    match list_shards(client, stream, None, 5, timeout).await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|s| s.parents.iter().any(|p| p == shard_id))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(shard = %shard_id, error = %e, "child shards not found");
+            Vec::new()
+        }
+    }
 }
 
 enum Failure {
@@ -163,31 +200,6 @@ impl Fetcher {
         }
     }
 
-    async fn children(&self, given: Vec<ShardInfo>) -> Vec<ShardInfo> {
-        if !given.is_empty() {
-            return given;
-        }
-        // An engine that gives no ChildShards: look them up.
-        match list_shards(
-            &self.client,
-            &self.stream,
-            None,
-            5,
-            self.config.call_timeout,
-        )
-        .await
-        {
-            Ok(all) => all
-                .into_iter()
-                .filter(|s| s.parents.contains(&self.shard_id))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(shard = %self.shard_id, error = %e, "child shards not found");
-                Vec::new()
-            }
-        }
-    }
-
     async fn run(mut self, start: StartAt, tx: mpsc::Sender<Batch>) {
         let mut iterator = self.iterator(&start).await;
         let mut last: Option<String> = None;
@@ -255,7 +267,14 @@ impl Fetcher {
                     .iter()
                     .map(child_info)
                     .collect();
-                let children = self.children(given).await;
+                let children = children_of(
+                    &self.client,
+                    &self.stream,
+                    &self.shard_id,
+                    given,
+                    self.config.call_timeout,
+                )
+                .await;
                 self.processing.behind(&self.shard_id, Some(0));
                 permit.send(Batch {
                     records,

@@ -6,6 +6,7 @@ use crate::consumer_metrics::{ProcessingCounters, ProcessingSnapshot};
 use crate::coordinator::{Coordinator, CoordinatorView};
 use crate::error::StartError;
 use crate::events::LeaseEvent;
+use crate::fanout::RetrievalMode;
 use crate::lease::LeaseKey;
 use crate::metrics::MetricsSnapshot;
 use crate::processor::{OnError, ShardRecordProcessorFactory};
@@ -38,6 +39,8 @@ pub struct SchedulerConfig {
     pub read_timeout: Duration,
     /// How long shard consumers get to finish and checkpoint at shutdown. Default 30 s.
     pub shutdown_timeout: Duration,
+    /// Polling (default) or enhanced fan-out through a registered consumer.
+    pub retrieval: RetrievalMode,
 }
 
 impl Default for SchedulerConfig {
@@ -51,6 +54,7 @@ impl Default for SchedulerConfig {
             retry_backoff: Duration::from_millis(100),
             read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            retrieval: RetrievalMode::Polling,
         }
     }
 }
@@ -85,6 +89,8 @@ impl SchedulerConfig {
         read_timeout: Duration,
         /// Sets [`SchedulerConfig::shutdown_timeout`].
         shutdown_timeout: Duration,
+        /// Sets [`SchedulerConfig::retrieval`].
+        retrieval: RetrievalMode,
     }
 }
 
@@ -101,6 +107,9 @@ pub enum SchedulerError {
     /// The coordinator could not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The enhanced fan-out consumer could not be registered or did not become `ACTIVE`.
+    #[error("enhanced fan-out consumer: {0}")]
+    FanOut(String),
 }
 
 /// Builds a [`Scheduler`].
@@ -344,6 +353,20 @@ impl Scheduler {
     }
 
     async fn run_inner(&self) -> Result<(), SchedulerError> {
+        // The registered consumer first, so no shard waits for it.
+        let consumer_arn = match &self.config.retrieval {
+            RetrievalMode::FanOut { consumer_name } => Some(
+                crate::fanout::ensure_consumer(
+                    &self.kinesis,
+                    &self.stream,
+                    consumer_name,
+                    self.config.coordinator.table_ready_timeout,
+                )
+                .await
+                .map_err(SchedulerError::FanOut)?,
+            ),
+            _ => None,
+        };
         let mut builder = Coordinator::builder(
             self.dynamodb.clone(),
             self.kinesis.clone(),
@@ -366,6 +389,7 @@ impl Scheduler {
                 call_timeout: self.config.read_timeout,
                 min_backoff: self.config.retry_backoff,
                 max_backoff: Duration::from_secs(5),
+                consumer_arn,
             },
             counters: self.handle.inner.counters.clone(),
             on_error: self.config.on_error.clone(),

@@ -30,6 +30,9 @@ pub struct Limits {
     pub reshard_per_sec: u64,
     /// `UpdateShardCount` calls per stream in a rolling 24 hours (default 10).
     pub update_shard_count_per_day: u64,
+    /// Bytes per second one registered consumer's subscription to a shard receives (default
+    /// 2 MiB, enhanced fan-out's dedicated throughput).
+    pub consumer_read_bytes_per_sec: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             get_shard_iterator_per_shard_per_sec: 5,
             reshard_per_sec: 5,
             update_shard_count_per_day: 10,
+            consumer_read_bytes_per_sec: 2 * 1024 * 1024,
         }
     }
 }
@@ -87,6 +91,16 @@ pub struct EngineConfig {
     /// [`crate::Engine::advance_clock`] moves it, so throughput limits, status delays, iterator
     /// and retention expiry behave the same on a slow machine and a fast one. For tests.
     pub manual_clock: bool,
+    /// How long a registered consumer stays `CREATING` (default 0: at once).
+    pub consumer_delay: Duration,
+    /// How long one `SubscribeToShard` stream lasts before the engine ends it (default 5 min,
+    /// as on AWS).
+    pub subscription_lifetime: Duration,
+    /// A second subscription of one consumer to one shard within this time of the last is
+    /// refused with `ResourceInUseException` (default 5 s, as on AWS).
+    pub subscription_window: Duration,
+    /// Most time between two events of a subscription, records or none (default 1 s).
+    pub subscription_heartbeat: Duration,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +116,10 @@ impl Default for EngineConfig {
             max_shards_per_stream: 10_000,
             max_request_bytes: 16 * 1024 * 1024,
             manual_clock: false,
+            consumer_delay: Duration::ZERO,
+            subscription_lifetime: Duration::from_secs(300),
+            subscription_window: Duration::from_secs(5),
+            subscription_heartbeat: Duration::from_secs(1),
         }
     }
 }

@@ -214,6 +214,18 @@ impl Faults {
         });
     }
 
+    /// Drops the connection of the next `count` subscription events (of any
+    /// `SubscribeToShard` stream) instead of sending them: the client sees the stream break.
+    pub fn drop_subscription_events_next(&self, count: u32) {
+        self.fail_next("SubscribeToShardEvent", count);
+    }
+
+    /// Sends an exception message with `code` instead of the next `count` subscription
+    /// events; each stream that gets one ends.
+    pub fn error_subscription_events_next(&self, code: &str, count: u32) {
+        self.error_next("SubscribeToShardEvent", code, count);
+    }
+
     /// Serves the next `count` calls of `operation`, then holds each response for `delay`:
     /// a client whose timeout is shorter sees a failure although the call took effect.
     pub fn delay_response_next(&self, operation: &str, delay: Duration, count: u32) {

@@ -62,20 +62,63 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-type Resp = Response<Full<Bytes>>;
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+type Resp = Response<Body>;
+
+/// A response body fed by a channel: the event stream of a subscription. An `Err` aborts the
+/// connection; the sender's drop ends the body.
+struct ChannelBody(tokio::sync::mpsc::Receiver<crate::kinesis::subscription::Chunk>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data)))
+    }
+}
+
+fn full(body: Vec<u8>) -> Body {
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn with_request_id(mut resp: Resp) -> Resp {
+    let id = REQUEST_ID.fetch_add(1, Ordering::Relaxed).to_string();
+    if let Ok(v) = id.parse() {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// Starts the event stream of an accepted subscription.
+fn subscription_response(
+    state: &Arc<State>,
+    sub: crate::kinesis::api::fanout::Subscription,
+) -> Resp {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(crate::kinesis::subscription::run(state.clone(), sub, tx));
+    let mut resp = Response::new(ChannelBody(rx).boxed());
+    if let Ok(v) = "application/vnd.amazon.eventstream".parse() {
+        resp.headers_mut().insert("content-type", v);
+    }
+    with_request_id(resp)
+}
 
 fn response(status: u16, content_type: &str, body: Vec<u8>) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
     if let Ok(v) = content_type.parse() {
         headers.insert("content-type", v);
     }
-    let id = REQUEST_ID.fetch_add(1, Ordering::Relaxed).to_string();
-    if let Ok(v) = id.parse() {
-        headers.insert("x-amzn-requestid", v);
-    }
-    resp
+    with_request_id(resp)
 }
 
 fn error_response(err: &ApiError, content_type: &str) -> Resp {
@@ -169,6 +212,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, std::
     } else {
         body
     };
+    if service_name == "Kinesis" && operation == "SubscribeToShard" {
+        return Ok(
+            match crate::kinesis::api::fanout::subscribe(&state.kinesis, &state.faults, &body) {
+                Ok(sub) => subscription_response(&state, sub),
+                Err(err) => error_response(&err, content_type),
+            },
+        );
+    }
     let result = match service_name {
         "Kinesis" => crate::kinesis::api::handle(&state.kinesis, &state.faults, operation, &body),
         _ => crate::dynamodb::api::handle(&state.dynamodb, &state.faults, operation, &body),

@@ -35,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod dynamodb;
 pub mod error;
+mod eventstream;
 pub mod faults;
 mod http;
 pub mod kinesis;

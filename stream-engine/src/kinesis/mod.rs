@@ -4,3 +4,4 @@ pub mod api;
 mod bucket;
 pub(crate) mod control;
 pub mod model;
+pub(crate) mod subscription;

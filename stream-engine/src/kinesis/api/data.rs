@@ -218,36 +218,7 @@ impl Api<'_> {
         check_name("shardId", &shard_id)?;
         let kind = required(req.shard_iterator_type, "shardIteratorType")?;
         let handle = self.stream(&req.stream_name, &req.stream_arn)?;
-        let start = match kind.as_str() {
-            "TRIM_HORIZON" => IteratorStart::TrimHorizon,
-            "LATEST" => IteratorStart::Latest,
-            "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => {
-                let seq = req.starting_sequence_number.ok_or_else(|| {
-                    ApiError::invalid_argument(format!(
-                        "StartingSequenceNumber is required for ShardIteratorType {kind}"
-                    ))
-                })?;
-                if kind == "AT_SEQUENCE_NUMBER" {
-                    IteratorStart::AtSequenceNumber(seq)
-                } else {
-                    IteratorStart::AfterSequenceNumber(seq)
-                }
-            }
-            "AT_TIMESTAMP" => {
-                IteratorStart::AtTimestamp(secs_to_ms(req.timestamp.ok_or_else(|| {
-                    ApiError::invalid_argument(
-                        "Timestamp is required for ShardIteratorType AT_TIMESTAMP",
-                    )
-                })?))
-            }
-            other => {
-                return Err(validation(
-                    "shardIteratorType",
-                    other,
-                    "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]",
-                ));
-            }
-        };
+        let start = iterator_start(&kind, req.starting_sequence_number, req.timestamp)?;
         self.shard_fault("GetShardIterator", &shard_id)?;
         self.core
             .control(Control::GetShardIterator(handle.name(), &shard_id))?;
@@ -285,26 +256,9 @@ impl Api<'_> {
                 .map(|(_, r)| r.data().len() * 4 / 3 + 160)
                 .sum::<usize>(),
         );
-        body.push_str("{\"Records\":[");
-        for (i, (pos, r)) in out.records.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            let _ = write!(
-                body,
-                "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":{},\"PartitionKey\":{},\"Data\":\"",
-                handle.sequence_number(out.shard, *pos),
-                epoch_secs(r.arrival_ms()),
-                Value::from(r.partition_key())
-            );
-            BASE64_OUT.encode_string(r.data(), &mut body);
-            body.push_str("\"}");
-        }
-        let _ = write!(
-            body,
-            "],\"MillisBehindLatest\":{}",
-            out.millis_behind_latest
-        );
+        body.push_str("{\"Records\":");
+        write_records(&mut body, &handle, out.shard, &out.records);
+        let _ = write!(body, ",\"MillisBehindLatest\":{}", out.millis_behind_latest);
         if let Some(next) = out.next_pos {
             let _ = write!(
                 body,
@@ -319,4 +273,64 @@ impl Api<'_> {
         body.push('}');
         Ok(body.into_bytes())
     }
+}
+
+/// The start of an iterator (or a subscription) of type `kind`.
+pub(super) fn iterator_start(
+    kind: &str,
+    starting_sequence_number: Option<String>,
+    timestamp: Option<f64>,
+) -> Result<IteratorStart, ApiError> {
+    Ok(match kind {
+        "TRIM_HORIZON" => IteratorStart::TrimHorizon,
+        "LATEST" => IteratorStart::Latest,
+        "AT_SEQUENCE_NUMBER" | "AFTER_SEQUENCE_NUMBER" => {
+            let seq = starting_sequence_number.ok_or_else(|| {
+                ApiError::invalid_argument(format!(
+                    "StartingSequenceNumber is required for ShardIteratorType {kind}"
+                ))
+            })?;
+            if kind == "AT_SEQUENCE_NUMBER" {
+                IteratorStart::AtSequenceNumber(seq)
+            } else {
+                IteratorStart::AfterSequenceNumber(seq)
+            }
+        }
+        "AT_TIMESTAMP" => IteratorStart::AtTimestamp(secs_to_ms(timestamp.ok_or_else(|| {
+            ApiError::invalid_argument("Timestamp is required for ShardIteratorType AT_TIMESTAMP")
+        })?)),
+        other => {
+            return Err(validation(
+                "shardIteratorType",
+                other,
+                "Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, TRIM_HORIZON, LATEST, AT_TIMESTAMP]",
+            ));
+        }
+    })
+}
+
+/// Appends the JSON array of `records` of `shard` (as `GetRecords` and subscription events
+/// show them) to `body`.
+pub(super) fn write_records(
+    body: &mut String,
+    handle: &StreamHandle,
+    shard: u64,
+    records: &[(u64, crate::kinesis::model::Record)],
+) {
+    body.push('[');
+    for (i, (pos, r)) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        let _ = write!(
+            body,
+            "{{\"SequenceNumber\":\"{}\",\"ApproximateArrivalTimestamp\":{},\"PartitionKey\":{},\"Data\":\"",
+            handle.sequence_number(shard, *pos),
+            epoch_secs(r.arrival_ms()),
+            Value::from(r.partition_key())
+        );
+        BASE64_OUT.encode_string(r.data(), body);
+        body.push_str("\"}");
+    }
+    body.push(']');
 }

@@ -61,6 +61,10 @@ pub fn handle(
         "RemoveTagsFromStream" => api.remove_tags(parse(body)?),
         "ListTagsForStream" => api.list_tags(parse(body)?),
         "DescribeLimits" => api.describe_limits(),
+        "RegisterStreamConsumer" => api.register_consumer(parse(body)?),
+        "DescribeStreamConsumer" => api.describe_consumer(parse(body)?),
+        "ListStreamConsumers" => api.list_consumers(parse(body)?),
+        "DeregisterStreamConsumer" => api.deregister_consumer(parse(body)?),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("Unknown operation Kinesis_20131202.{other}"),
@@ -182,6 +186,7 @@ pub(super) struct Api<'a> {
 }
 
 mod data;
+pub mod fanout;
 mod paging;
 mod requests;
 mod streams;

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use consumers::{ConsumerInfo, ConsumerStatus, MAX_CONSUMERS_PER_STREAM, SubscriptionRead};
+
 const HOUR_MS: u64 = 3_600_000;
 
 /// Sequence-number units per record position (the 24-digit position field holds
@@ -326,6 +328,28 @@ struct StreamState {
     deleted: bool,
 }
 
+impl StreamState {
+    /// The children of `shard`, as `ChildShards` shows them.
+    fn children_of(&self, shard: u64) -> Vec<ChildShard> {
+        let Some(s) = self.shards.get(shard as usize) else {
+            return Vec::new();
+        };
+        s.children
+            .iter()
+            .filter_map(|&c| self.shards.get(c as usize))
+            .map(|c| ChildShard {
+                shard_id: c.id.clone(),
+                parent_shards: [c.parent, c.adjacent_parent]
+                    .into_iter()
+                    .flatten()
+                    .map(shard_id)
+                    .collect(),
+                hash_key_range: c.range,
+            })
+            .collect()
+    }
+}
+
 /// A stream: immutable identity plus locked state.
 #[derive(Debug)]
 pub struct StreamHandle {
@@ -338,6 +362,10 @@ pub struct StreamHandle {
     config: Arc<EngineConfig>,
     clock: Arc<Clock>,
     secret: [u8; 16],
+    /// Registered consumers (enhanced fan-out).
+    consumers: Mutex<Vec<consumers::Consumer>>,
+    /// Bumped on every append and consumer change: subscriptions wait on it.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 /// All streams of the engine.
@@ -355,6 +383,7 @@ fn not_found(name: &str, account: &str) -> ApiError {
     ApiError::not_found(format!("Stream {name} under account {account} not found."))
 }
 
+mod consumers;
 mod iterator;
 mod registry;
 mod reshard;

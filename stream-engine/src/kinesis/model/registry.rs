@@ -133,6 +133,8 @@ impl KinesisCore {
             config: self.config.clone(),
             clock: self.clock.clone(),
             secret: self.secret,
+            consumers: Mutex::new(Vec::new()),
+            appended: tokio::sync::watch::channel(0).0,
         };
         streams.insert(name.to_owned(), Arc::new(handle));
         Ok(())

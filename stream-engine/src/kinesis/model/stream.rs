@@ -182,6 +182,10 @@ impl StreamHandle {
             });
             out.push(PutOutcome::Stored { shard: index, pos });
         }
+        drop(state);
+        if out.iter().any(|o| matches!(o, PutOutcome::Stored { .. })) {
+            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        }
         Ok(out)
     }
 
@@ -228,7 +232,7 @@ impl StreamHandle {
         // Retention holds on read too, not only at the next sweep.
         state.trim_shard(shard as usize, now);
         let limits_on = self.config.limits.enabled;
-        let (records, next_pos, millis_behind, end_reached, children) = {
+        let (records, next_pos, millis_behind, end_reached) = {
             let Some(s) = state.shards.get_mut(shard as usize).filter(|s| !s.expired) else {
                 return Err(self.shard_not_found(&shard_id(shard)));
             };
@@ -275,29 +279,9 @@ impl StreamHandle {
                 .get((next_pos - s.trimmed) as usize)
                 .map_or(0, |r| now.saturating_sub(r.arrival_ms));
             let end_reached = !s.is_open() && next_pos >= s.next_pos();
-            (
-                records,
-                next_pos,
-                millis_behind,
-                end_reached,
-                s.children.clone(),
-            )
+            (records, next_pos, millis_behind, end_reached)
         };
-        let child_shards = end_reached.then(|| {
-            children
-                .iter()
-                .filter_map(|&c| state.shards.get(c as usize))
-                .map(|c| ChildShard {
-                    shard_id: c.id.clone(),
-                    parent_shards: [c.parent, c.adjacent_parent]
-                        .into_iter()
-                        .flatten()
-                        .map(shard_id)
-                        .collect(),
-                    hash_key_range: c.range,
-                })
-                .collect()
-        });
+        let child_shards = end_reached.then(|| state.children_of(shard));
         Ok(GetRecordsOutput {
             shard,
             records,

@@ -1,0 +1,283 @@
+//! Enhanced fan-out retrieval: the registered stream consumer, and a task per shard that reads
+//! `SubscribeToShard` event streams, one after the other. Each stream ends after at most 5
+//! minutes (or breaks); the next one starts after the last continuation sequence number, so
+//! nothing is lost or delivered twice. Like polling, the task stays at most one batch ahead
+//! of the processor, and a closed shard's end comes with its children.
+
+use crate::discovery::ShardInfo;
+use crate::error::is_transient_code;
+use crate::records::Fetched;
+use crate::retrieval::{Batch, FetchConfig, StartAt, children_of};
+use crate::shards::{StreamRef, child_info};
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::types::{
+    ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+};
+use aws_smithy_types::DateTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How a scheduler reads its shards.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RetrievalMode {
+    /// `GetRecords` polling (the default): at most 5 reads a second per shard, shared with
+    /// every other application reading the stream.
+    #[default]
+    Polling,
+    /// Enhanced fan-out: records pushed over `SubscribeToShard` to a registered consumer with
+    /// its own 2 MiB/s per shard. The consumer is registered if it is missing.
+    FanOut {
+        /// The registered consumer's name (one per application, usually).
+        consumer_name: String,
+    },
+}
+
+/// Why the fan-out consumer could not be made ready.
+fn failed(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+fn sdk_error<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    e.code()
+        .map(str::to_owned)
+        .unwrap_or_else(|| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
+}
+
+/// The ARN of consumer `name` of `stream`, registered now if it is missing, once `ACTIVE`
+/// (at most `ready_timeout`).
+pub(crate) async fn ensure_consumer(
+    client: &Client,
+    stream: &StreamRef,
+    name: &str,
+    ready_timeout: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + ready_timeout;
+    let stream_arn = match stream {
+        StreamRef::Arn(arn) => arn.clone(),
+        StreamRef::Name(n) => client
+            .describe_stream_summary()
+            .stream_name(n)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeStreamSummary", sdk_error(&e)))?
+            .stream_description_summary
+            .map(|d| d.stream_arn)
+            .ok_or("DescribeStreamSummary without a description")?,
+    };
+    match client
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => tracing::info!(consumer = name, "registered the stream consumer"),
+        Err(e) if e.code() == Some("ResourceInUseException") => {}
+        Err(e) => return Err(failed("RegisterStreamConsumer", sdk_error(&e))),
+    }
+    let mut poll = Duration::from_millis(50);
+    loop {
+        let d = client
+            .describe_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(name)
+            .send()
+            .await
+            .map_err(|e| failed("DescribeStreamConsumer", sdk_error(&e)))?
+            .consumer_description
+            .ok_or("DescribeStreamConsumer without a description")?;
+        if d.consumer_status == ConsumerStatus::Active {
+            return Ok(d.consumer_arn);
+        }
+        if Instant::now() + poll > deadline {
+            return Err(format!(
+                "consumer {name} not ACTIVE after {ready_timeout:?}"
+            ));
+        }
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(Duration::from_secs(1));
+    }
+}
+
+fn position(start: &StartAt) -> Result<StartingPosition, String> {
+    let b = StartingPosition::builder();
+    let b = match start {
+        StartAt::TrimHorizon => b.r#type(ShardIteratorType::TrimHorizon),
+        StartAt::Latest => b.r#type(ShardIteratorType::Latest),
+        StartAt::AtTimestamp(t) => b
+            .r#type(ShardIteratorType::AtTimestamp)
+            .timestamp(DateTime::from(*t)),
+        StartAt::AtSequence(s) => b
+            .r#type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(s),
+        StartAt::AfterSequence(s) => b
+            .r#type(ShardIteratorType::AfterSequenceNumber)
+            .sequence_number(s),
+    };
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Reads `shard_id` through subscriptions of `consumer_arn`, sending batches into `tx`.
+pub(crate) struct Subscriber {
+    pub client: Client,
+    pub stream: StreamRef,
+    pub shard_id: String,
+    pub consumer_arn: String,
+    pub config: FetchConfig,
+    pub processing: Arc<crate::consumer_metrics::ProcessingCounters>,
+}
+
+enum Ended {
+    /// The stream ended or broke: subscribe again.
+    Again,
+    /// The shard's end was sent, or the receiver is gone.
+    Done,
+}
+
+impl Subscriber {
+    fn backoff(&self, failures: u32) -> Duration {
+        self.config
+            .min_backoff
+            .saturating_mul(1u32 << failures.min(10))
+            .min(self.config.max_backoff)
+            .mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+
+    pub(crate) async fn run(self, start: StartAt, tx: mpsc::Sender<Batch>) {
+        // After the last continuation once there is one.
+        let mut from = start;
+        let mut failures = 0u32;
+        loop {
+            match self.subscription(&mut from, &tx).await {
+                Ok(Ended::Done) => return,
+                Ok(Ended::Again) => failures = 0,
+                Err(why) => {
+                    self.processing.read_error();
+                    tracing::warn!(shard = %self.shard_id, %why, "subscription failed; subscribing again");
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(self.backoff(failures)).await;
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    }
+
+    /// One subscription, from `from`, which follows its continuation numbers.
+    async fn subscription(
+        &self,
+        from: &mut StartAt,
+        tx: &mpsc::Sender<Batch>,
+    ) -> Result<Ended, String> {
+        let call = self
+            .client
+            .subscribe_to_shard()
+            .consumer_arn(&self.consumer_arn)
+            .shard_id(&self.shard_id)
+            .starting_position(position(from)?)
+            .send();
+        let out = match tokio::time::timeout(self.config.call_timeout, call).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                let code = sdk_error(&e);
+                if code.contains("Throughput") || code.contains("LimitExceeded") {
+                    self.processing.read_throttle();
+                }
+                // ResourceInUseException: the previous subscription started under 5 s ago.
+                return Err(failed("SubscribeToShard", code));
+            }
+            Err(_) => return Err("SubscribeToShard timed out".into()),
+        };
+        let mut events = out.event_stream;
+        loop {
+            // Room for the batch first: at most one batch waits while one is processed.
+            let Ok(permit) = tx.reserve().await else {
+                return Ok(Ended::Done);
+            };
+            // Events come at least every few seconds (records or none); silence is a break.
+            let next = tokio::time::timeout(
+                self.config.call_timeout.max(Duration::from_secs(10)),
+                events.recv(),
+            )
+            .await;
+            let event = match next {
+                Err(_) => return Err("no event in time".into()),
+                Ok(Err(e)) => {
+                    let code = e.code().map(str::to_owned).unwrap_or_else(|| {
+                        aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()
+                    });
+                    if !is_transient_code(&code) {
+                        tracing::debug!(shard = %self.shard_id, %code, "subscription error");
+                    }
+                    return Err(code);
+                }
+                Ok(Ok(None)) => return Ok(Ended::Again),
+                Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(e)))) => e,
+                Ok(Ok(Some(_))) => continue,
+            };
+            let millis_behind = Some(event.millis_behind_latest);
+            self.processing.behind(&self.shard_id, millis_behind);
+            let records: Vec<Fetched> = event
+                .records
+                .into_iter()
+                .map(|r| Fetched {
+                    data: bytes::Bytes::from(r.data.into_inner()),
+                    partition_key: r.partition_key.unwrap_or_default(),
+                    explicit_hash_key: None,
+                    sequence_number: r.sequence_number,
+                    arrival: r
+                        .approximate_arrival_timestamp
+                        .and_then(|t| SystemTime::try_from(t).ok()),
+                })
+                .collect();
+            // A closed shard's last event has no continuation (the SDK shows it as "").
+            let at_end = event.continuation_sequence_number.is_empty()
+                || event.child_shards.as_ref().is_some_and(|c| !c.is_empty());
+            match (!at_end).then_some(event.continuation_sequence_number) {
+                Some(c) => {
+                    *from = StartAt::AfterSequence(c);
+                    if !records.is_empty() {
+                        permit.send(Batch {
+                            records,
+                            millis_behind,
+                            end: None,
+                        });
+                    }
+                }
+                None => {
+                    // The shard's end.
+                    let given: Vec<ShardInfo> = event
+                        .child_shards
+                        .unwrap_or_default()
+                        .iter()
+                        .map(child_info)
+                        .collect();
+                    let children = children_of(
+                        &self.client,
+                        &self.stream,
+                        &self.shard_id,
+                        given,
+                        self.config.call_timeout,
+                    )
+                    .await;
+                    self.processing.behind(&self.shard_id, Some(0));
+                    permit.send(Batch {
+                        records,
+                        millis_behind,
+                        end: Some(children),
+                    });
+                    return Ok(Ended::Done);
+                }
+            }
+        }
+    }
+}
