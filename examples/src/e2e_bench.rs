@@ -1,11 +1,12 @@
 //! `bench e2e`: the producer at a fixed rate and a consumer worker together, against an engine
-//! in this process with the Kinesis limits on; end-to-end latency (send to `process_records`)
-//! p50/p99/max, and with `--plot` a chart of latency and throughput over the run.
+//! in this process with the Kinesis limits on, once polling and once with enhanced fan-out;
+//! end-to-end latency (send to `process_records`) p50/p99/max of each, and with `--plot` a
+//! chart of latency and throughput over both runs.
 
 use crate::figures::Figures;
-use crate::pipeline::{self, Books, ProduceOptions};
+use crate::pipeline::{self, Books, ProduceOptions, Summary};
 use crate::svg::{Panel, Series, chart};
-use kcl::SchedulerConfig;
+use kcl::{RetrievalMode, SchedulerConfig};
 use std::time::Duration;
 use stream_engine::{Engine, EngineConfig};
 
@@ -52,20 +53,26 @@ fn per_second(samples: &[(f64, f64)]) -> Vec<(f64, f64, f64, f64, f64)> {
         .collect()
 }
 
-/// Runs the end-to-end benchmark, adding its figures.
-pub async fn run(opts: &E2eOptions, figures: &mut Figures) -> Result<(), String> {
-    let engine = Engine::start(EngineConfig::default(), "127.0.0.1:0")
-        .await
-        .map_err(|e| format!("engine: {e}"))?;
+/// One pass: a fresh stream, one worker in `mode`, the producer at the rate.
+async fn pass(
+    engine: &Engine,
+    name: &str,
+    mode: RetrievalMode,
+    opts: &E2eOptions,
+) -> Result<(Summary, Vec<(f64, f64)>), String> {
     let (kinesis, dynamodb) = (engine.kinesis_client(), engine.dynamodb_client());
-    crate::ensure_stream(&kinesis, "e2e", opts.shards).await?;
-    pipeline::wait_active(&kinesis, "e2e").await?;
+    crate::ensure_stream(&kinesis, name, opts.shards).await?;
+    pipeline::wait_active(&kinesis, name).await?;
     let books = Books::new(opts.keys);
+    let config = SchedulerConfig::default()
+        .idle_time_between_reads(Duration::from_millis(200))
+        .retrieval(mode);
+    let app = format!("{name}-app");
     let worker = pipeline::start_worker(
         (&kinesis, &dynamodb),
-        ("e2e-app", "e2e"),
+        (&app, name),
         "w1",
-        SchedulerConfig::default().idle_time_between_reads(Duration::from_millis(200)),
+        config,
         &books,
         Duration::ZERO,
     )
@@ -77,13 +84,13 @@ pub async fn run(opts: &E2eOptions, figures: &mut Figures) -> Result<(), String>
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let producer = kpl::Producer::builder(engine.kinesis_client_without_retries(), "e2e")
+    let producer = kpl::Producer::builder(engine.kinesis_client_without_retries(), name)
         .build()
         .await
         .map_err(|e| e.to_string())?;
     let records = (opts.rate * opts.seconds as f64) as u64;
     eprintln!(
-        "e2e: {records} records at {}/s into {} shards, one consumer worker (idle between reads 200 ms, producer buffering 100 ms)",
+        "e2e {name}: {records} records at {}/s into {} shards, one consumer worker (producer buffering 100 ms)",
         opts.rate, opts.shards
     );
     let produce = ProduceOptions {
@@ -98,43 +105,68 @@ pub async fn run(opts: &E2eOptions, figures: &mut Figures) -> Result<(), String>
     let complete = books.wait_complete(Duration::from_secs(30), || true).await;
     let _ = producer.shutdown(Duration::from_secs(10)).await;
     worker.stop().await;
-    engine.shutdown().await;
     let s = books.with(|l| l.summary());
     if !complete || !s.ok() {
-        return Err(format!("records lost or out of order: {s:?}"));
+        return Err(format!("{name}: records lost or out of order: {s:?}"));
     }
-    figures.add("records", s.consumed as f64, "records");
-    figures.add("producer rate", opts.rate, "records/s");
-    figures.add("latency p50", s.latency_p50_ms, "ms");
-    figures.add("latency p99", s.latency_p99_ms, "ms");
-    figures.add("latency max", s.latency_max_ms, "ms");
-    figures.add("duplicates", s.duplicates as f64, "records");
+    Ok((s, books.with(|l| l.samples().to_vec())))
+}
+
+/// Runs the end-to-end benchmark, polling then enhanced fan-out, adding their figures.
+pub async fn run(opts: &E2eOptions, figures: &mut Figures) -> Result<(), String> {
+    let engine = Engine::start(EngineConfig::default(), "127.0.0.1:0")
+        .await
+        .map_err(|e| format!("engine: {e}"))?;
+    let modes = [
+        ("polling", RetrievalMode::Polling),
+        (
+            "fan-out",
+            RetrievalMode::FanOut {
+                consumer_name: "e2e-bench".into(),
+            },
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (label, mode) in modes {
+        let (s, samples) = pass(&engine, &format!("e2e-{label}"), mode, opts).await?;
+        figures.add(format!("{label}: records"), s.consumed as f64, "records");
+        figures.add(format!("{label}: latency p50"), s.latency_p50_ms, "ms");
+        figures.add(format!("{label}: latency p99"), s.latency_p99_ms, "ms");
+        figures.add(format!("{label}: latency max"), s.latency_max_ms, "ms");
+        figures.add(format!("{label}: duplicates"), s.duplicates as f64, "records");
+        runs.push((label, samples));
+    }
+    engine.shutdown().await;
     if let Some(path) = &opts.plot {
-        let rows = per_second(&books.with(|l| l.samples().to_vec()));
-        let line = |label: &str, colour, f: fn(&(f64, f64, f64, f64, f64)) -> f64| Series {
-            label: label.into(),
-            colour,
-            points: rows.iter().map(|r| (r.0, f(r))).collect(),
-        };
+        let colours = [("#1f77b4", "#aec7e8"), ("#d62728", "#ff9896")];
+        let mut latency = Vec::new();
+        let mut throughput = Vec::new();
+        for ((label, samples), (dark, light)) in runs.iter().zip(colours) {
+            let rows = per_second(samples);
+            let line = |what: &str, colour, f: fn(&(f64, f64, f64, f64, f64)) -> f64| Series {
+                label: format!("{label} {what}"),
+                colour,
+                points: rows.iter().map(|r| (r.0, f(r))).collect(),
+            };
+            latency.push(line("p50", light, |r| r.1));
+            latency.push(line("p99", dark, |r| r.2));
+            throughput.push(line("consumed", dark, |r| r.4));
+        }
         let svg = chart(
             &format!(
-                "end to end at {}/s, {} shards (producer buffering 100 ms, idle between reads 200 ms)",
+                "end to end at {}/s, {} shards: polling (200 ms between reads) and fan-out",
                 opts.rate, opts.shards
             ),
             &[
                 Panel {
                     title: "latency per second of the run".into(),
                     unit: "ms".into(),
-                    series: vec![
-                        line("p50", "#1f77b4", |r| r.1),
-                        line("p99", "#ff7f0e", |r| r.2),
-                        line("max", "#d62728", |r| r.3),
-                    ],
+                    series: latency,
                 },
                 Panel {
                     title: "records consumed per second".into(),
                     unit: "records/s".into(),
-                    series: vec![line("consumed", "#2ca02c", |r| r.4)],
+                    series: throughput,
                 },
             ],
         );

@@ -166,3 +166,73 @@ async fn two_consume_processes_share_a_stream_and_print_every_record() {
         "no lease moved after the records were written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_with_fan_out_registers_its_consumer_and_prints_every_record() {
+    let engine = Engine::start(
+        EngineConfig {
+            limits: Limits::disabled(),
+            retention_check_interval: None,
+            ..EngineConfig::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("engine");
+    let k = engine.kinesis_client();
+    k.create_stream()
+        .stream_name("efo-cli")
+        .shard_count(2)
+        .send()
+        .await
+        .expect("create");
+    for i in 0..100 {
+        k.put_record()
+            .stream_name("efo-cli")
+            .partition_key(format!("key-{i}"))
+            .data(aws_sdk_kinesis::primitives::Blob::new(format!("r{i}")))
+            .send()
+            .await
+            .expect("put");
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_consume"))
+        .args([
+            "--stream",
+            "efo-cli",
+            "--application",
+            "efo-cli-app",
+            "--endpoint",
+            &engine.endpoint_url(),
+            "--fan-out",
+            "efo-cli-consumer",
+            "--max-records",
+            "100",
+        ])
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("exits in time")
+        .expect("runs");
+    assert!(out.status.success(), "{:?}", out.status);
+    let lines = String::from_utf8_lossy(&out.stdout);
+    let mut seen: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v["partition_key"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 100, "every record once");
+    let consumers = k
+        .list_stream_consumers()
+        .stream_arn("arn:aws:kinesis:us-east-1:000000000000:stream/efo-cli")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(consumers.consumers()[0].consumer_name(), "efo-cli-consumer");
+}

@@ -67,8 +67,8 @@ enum Cmd {
         /// Records per second from the producer.
         #[arg(long, default_value_t = 1_000.0)]
         rate: f64,
-        /// Seconds the producer sends.
-        #[arg(long, default_value_t = 30)]
+        /// Seconds the producer sends, in each mode.
+        #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Shards of the stream.
         #[arg(long, default_value_t = 4)]

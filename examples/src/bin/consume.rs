@@ -59,6 +59,10 @@ struct Args {
     /// failover time).
     #[arg(long, default_value_t = 10_000)]
     failover_time_ms: u64,
+    /// Read with enhanced fan-out through this registered consumer (registered if missing)
+    /// instead of polling.
+    #[arg(long, value_name = "CONSUMER_NAME")]
+    fan_out: Option<String>,
 }
 
 struct Shared {
@@ -213,6 +217,12 @@ async fn main() {
         .config(
             SchedulerConfig::default()
                 .idle_time_between_reads(Duration::from_millis(200))
+                .retrieval(match &args.fan_out {
+                    Some(name) => kcl::RetrievalMode::FanOut {
+                        consumer_name: name.clone(),
+                    },
+                    None => kcl::RetrievalMode::Polling,
+                })
                 .coordinator(
                     kcl::CoordinatorConfig::default()
                         .failover_time(Duration::from_millis(args.failover_time_ms)),
