@@ -133,7 +133,11 @@ pub async fn run(opts: &E2eOptions, figures: &mut Figures) -> Result<(), String>
         figures.add(format!("{label}: latency p50"), s.latency_p50_ms, "ms");
         figures.add(format!("{label}: latency p99"), s.latency_p99_ms, "ms");
         figures.add(format!("{label}: latency max"), s.latency_max_ms, "ms");
-        figures.add(format!("{label}: duplicates"), s.duplicates as f64, "records");
+        figures.add(
+            format!("{label}: duplicates"),
+            s.duplicates as f64,
+            "records",
+        );
         runs.push((label, samples));
     }
     engine.shutdown().await;

@@ -166,6 +166,8 @@ fn fan_out() -> kcl::SchedulerConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_fan_out_mode_a_split_and_a_merge_keep_every_key_in_order() {
     let rig = Rig::new(EngineConfig::default(), "efo-reshard", 2, 400).await;
+    // Polling would fail: every record comes through the subscriptions.
+    rig.engine.faults().fail_next("GetRecords", u32::MAX);
     let w1 = rig.worker_with("w1", fan_out(), NO_WAIT);
     let w2 = rig.worker_with("w2", fan_out(), NO_WAIT);
     let _sending = rig
@@ -193,6 +195,7 @@ async fn in_fan_out_mode_a_split_and_a_merge_keep_every_key_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_fan_out_mode_a_killed_worker_and_a_stopped_one_lose_nothing() {
     let rig = Rig::new(EngineConfig::default(), "efo-workers", 4, 400).await;
+    rig.engine.faults().fail_next("GetRecords", u32::MAX);
     let w1 = rig.worker_with("w1", fan_out(), NO_WAIT);
     let w2 = rig.worker_with("w2", fan_out(), NO_WAIT);
     let w3 = rig.worker_with("w3", fan_out(), NO_WAIT);

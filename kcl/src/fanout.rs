@@ -58,53 +58,118 @@ pub(crate) async fn ensure_consumer(
     stream: &StreamRef,
     name: &str,
     ready_timeout: Duration,
+    call_timeout: Duration,
 ) -> Result<String, String> {
     let deadline = Instant::now() + ready_timeout;
-    let stream_arn = match stream {
-        StreamRef::Arn(arn) => arn.clone(),
-        StreamRef::Name(n) => client
-            .describe_stream_summary()
-            .stream_name(n)
-            .send()
-            .await
-            .map_err(|e| failed("DescribeStreamSummary", sdk_error(&e)))?
-            .stream_description_summary
-            .map(|d| d.stream_arn)
-            .ok_or("DescribeStreamSummary without a description")?,
-    };
-    match client
-        .register_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(name)
-        .send()
-        .await
-    {
-        Ok(_) => tracing::info!(consumer = name, "registered the stream consumer"),
-        Err(e) if e.code() == Some("ResourceInUseException") => {}
-        Err(e) => return Err(failed("RegisterStreamConsumer", sdk_error(&e))),
-    }
-    let mut poll = Duration::from_millis(50);
+    let mut attempt = 0u32;
     loop {
-        let d = client
-            .describe_stream_consumer()
-            .stream_arn(&stream_arn)
-            .consumer_name(name)
-            .send()
-            .await
-            .map_err(|e| failed("DescribeStreamConsumer", sdk_error(&e)))?
-            .consumer_description
-            .ok_or("DescribeStreamConsumer without a description")?;
-        if d.consumer_status == ConsumerStatus::Active {
-            return Ok(d.consumer_arn);
+        match ready_consumer(client, stream, name, call_timeout).await {
+            Ok(Some(arn)) => return Ok(arn),
+            Ok(None) => {}
+            Err(Fatal(why)) => return Err(why),
+            Err(Transient(why)) => {
+                tracing::warn!(consumer = name, %why, "stream consumer not ready; retrying");
+            }
         }
-        if Instant::now() + poll > deadline {
+        if Instant::now() >= deadline {
             return Err(format!(
                 "consumer {name} not ACTIVE after {ready_timeout:?}"
             ));
         }
-        tokio::time::sleep(poll).await;
-        poll = (poll * 2).min(Duration::from_secs(1));
+        attempt = attempt.saturating_add(1);
+        let wait = Duration::from_millis(50)
+            .saturating_mul(1u32 << attempt.min(5))
+            .mul_f64(0.5 + rand::random::<f64>() / 2.0);
+        tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
+}
+
+enum Problem {
+    /// Retried until the deadline (throttling, timeouts, 5xx).
+    Transient(String),
+    /// Given up at once (access denied, no such stream, bad name).
+    Fatal(String),
+}
+use Problem::{Fatal, Transient};
+
+fn problem<E, R>(what: &str, e: &aws_sdk_kinesis::error::SdkError<E, R>) -> Problem
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let why = failed(what, sdk_error(e));
+    match e.code() {
+        Some(c) if !is_transient_code(c) && !c.contains("LimitExceeded") => Fatal(why),
+        _ => Transient(why),
+    }
+}
+
+async fn timed<T>(
+    what: &str,
+    limit: Duration,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, Problem> {
+    tokio::time::timeout(limit, call)
+        .await
+        .map_err(|_| Transient(format!("{what} timed out")))
+}
+
+/// One attempt: the consumer's ARN once it is `ACTIVE`, `None` while it is `CREATING`.
+async fn ready_consumer(
+    client: &Client,
+    stream: &StreamRef,
+    name: &str,
+    call_timeout: Duration,
+) -> Result<Option<String>, Problem> {
+    let stream_arn = match stream {
+        StreamRef::Arn(arn) => arn.clone(),
+        StreamRef::Name(n) => timed(
+            "DescribeStreamSummary",
+            call_timeout,
+            client.describe_stream_summary().stream_name(n).send(),
+        )
+        .await?
+        .map_err(|e| problem("DescribeStreamSummary", &e))?
+        .stream_description_summary
+        .map(|d| d.stream_arn)
+        .ok_or_else(|| Fatal("DescribeStreamSummary without a description".into()))?,
+    };
+    let described = timed(
+        "DescribeStreamConsumer",
+        call_timeout,
+        client
+            .describe_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(name)
+            .send(),
+    )
+    .await?;
+    let description = match described {
+        Ok(out) => out.consumer_description,
+        Err(e) if e.code() == Some("ResourceNotFoundException") => {
+            match timed(
+                "RegisterStreamConsumer",
+                call_timeout,
+                client
+                    .register_stream_consumer()
+                    .stream_arn(&stream_arn)
+                    .consumer_name(name)
+                    .send(),
+            )
+            .await?
+            {
+                Ok(_) => tracing::info!(consumer = name, "registered the stream consumer"),
+                // Another worker registered it first.
+                Err(e) if e.code() == Some("ResourceInUseException") => {}
+                Err(e) => return Err(problem("RegisterStreamConsumer", &e)),
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(problem("DescribeStreamConsumer", &e)),
+    };
+    Ok(description
+        .filter(|d| d.consumer_status == ConsumerStatus::Active)
+        .map(|d| d.consumer_arn))
 }
 
 fn position(start: &StartAt) -> Result<StartingPosition, String> {
@@ -156,7 +221,16 @@ impl Subscriber {
         let mut from = start;
         let mut failures = 0u32;
         loop {
-            match self.subscription(&mut from, &tx).await {
+            let asked = SystemTime::now();
+            let result = self.subscription(&mut from, &tx).await;
+            if from == StartAt::Latest {
+                // No event came: a second LATEST would skip what arrived meanwhile. From a
+                // second before the first attempt instead (a few older records at most).
+                from = StartAt::AtTimestamp(
+                    asked.checked_sub(Duration::from_secs(1)).unwrap_or(asked),
+                );
+            }
+            match result {
                 Ok(Ended::Done) => return,
                 Ok(Ended::Again) => failures = 0,
                 Err(why) => {
@@ -239,10 +313,14 @@ impl Subscriber {
                         .and_then(|t| SystemTime::try_from(t).ok()),
                 })
                 .collect();
-            // A closed shard's last event has no continuation (the SDK shows it as "").
-            let at_end = event.continuation_sequence_number.is_empty()
-                || event.child_shards.as_ref().is_some_and(|c| !c.is_empty());
-            match (!at_end).then_some(event.continuation_sequence_number) {
+            // A closed shard's last event has its children and no continuation (the SDK
+            // shows it as ""). No continuation without children is not an end: subscribe
+            // again after what was received, as the Java KCL does.
+            let children_given = event.child_shards.as_ref().is_some_and(|c| !c.is_empty());
+            if event.continuation_sequence_number.is_empty() && !children_given {
+                return Err("an event without a continuation or children".into());
+            }
+            match (!children_given).then_some(event.continuation_sequence_number) {
                 Some(c) => {
                     *from = StartAt::AfterSequence(c);
                     if !records.is_empty() {

@@ -355,16 +355,21 @@ impl Scheduler {
     async fn run_inner(&self) -> Result<(), SchedulerError> {
         // The registered consumer first, so no shard waits for it.
         let consumer_arn = match &self.config.retrieval {
-            RetrievalMode::FanOut { consumer_name } => Some(
-                crate::fanout::ensure_consumer(
+            RetrievalMode::FanOut { consumer_name } => {
+                let ready = crate::fanout::ensure_consumer(
                     &self.kinesis,
                     &self.stream,
                     consumer_name,
                     self.config.coordinator.table_ready_timeout,
-                )
-                .await
-                .map_err(SchedulerError::FanOut)?,
-            ),
+                    self.config.coordinator.call_timeout,
+                );
+                let mut stop = self.handle.inner.stop.subscribe();
+                tokio::select! {
+                    arn = ready => Some(arn.map_err(SchedulerError::FanOut)?),
+                    // Shut down before it was ready: nothing started, nothing to release.
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                }
+            }
             _ => None,
         };
         let mut builder = Coordinator::builder(

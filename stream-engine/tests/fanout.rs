@@ -194,7 +194,12 @@ async fn consumers_register_become_active_and_are_limited_to_twenty() {
 
 #[tokio::test]
 async fn a_subscription_pushes_live_records_and_refuses_a_second_one() {
-    let e = engine(EngineConfig::default()).await;
+    // No heartbeat within the test: every event after the first is a push.
+    let e = engine(EngineConfig {
+        subscription_heartbeat: Duration::from_secs(600),
+        ..EngineConfig::default()
+    })
+    .await;
     let k = e.kinesis_client();
     let arn = stream(&k, "live", 1).await;
     let consumer = register(&k, &arn, "app").await;
@@ -374,4 +379,42 @@ async fn injected_faults_break_a_subscription_or_send_an_exception() {
     // Then it works again.
     let mut rx = subscribe(&k, &consumer, "shardId-000000000000", start()).await;
     assert_eq!(data(&next(&mut rx).await.expect("event")), ["r0"]);
+}
+
+#[tokio::test]
+async fn a_newer_subscription_replaces_the_older_which_is_told() {
+    let e = engine(EngineConfig {
+        subscription_window: Duration::ZERO,
+        ..EngineConfig::default()
+    })
+    .await;
+    let k = e.kinesis_client();
+    let arn = stream(&k, "replaced", 1).await;
+    let consumer = register(&k, &arn, "app").await;
+    let start = || position(ShardIteratorType::Latest, None);
+    let mut old = subscribe(&k, &consumer, "shardId-000000000000", start()).await;
+    let mut new = subscribe(&k, &consumer, "shardId-000000000000", start()).await;
+    assert!(
+        until_error(&mut old)
+            .await
+            .is_some_and(|e| e.is_resource_in_use_exception()),
+        "the older subscription ends with ResourceInUseException"
+    );
+    put(&k, "replaced", 0, 1).await;
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got.extend(data(&next(&mut new).await.expect("an event")));
+    }
+    assert_eq!(got, ["r0"]);
+    k.deregister_stream_consumer()
+        .consumer_arn(&consumer)
+        .send()
+        .await
+        .expect("deregister");
+    assert!(
+        until_error(&mut new)
+            .await
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "a deregistered consumer's subscription ends with ResourceNotFoundException"
+    );
 }

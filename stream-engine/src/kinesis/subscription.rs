@@ -31,18 +31,26 @@ pub(crate) async fn run(state: Arc<State>, sub: Subscription, tx: mpsc::Sender<C
     if tx.send(Ok(Bytes::from(initial))).await.is_err() {
         return;
     }
-    let ends = Instant::now() + config.subscription_lifetime;
+    let ends = Instant::now()
+        .checked_add(config.subscription_lifetime)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    let heartbeat = config.subscription_heartbeat.max(Duration::from_millis(10));
     let limits_on = config.limits.enabled;
     let rate = config.limits.consumer_read_bytes_per_sec.max(1) as f64;
     let mut pos = sub.pos;
     let mut changes = sub.handle.appended();
     let mut last_event: Option<Instant> = None;
     loop {
-        if Instant::now() >= ends
-            || !sub
-                .handle
-                .subscription_current(&sub.consumer_arn, sub.shard, sub.number)
+        if Instant::now() >= ends {
+            return;
+        }
+        if let Some(why) = sub
+            .handle
+            .subscription_ended(&sub.consumer_arn, sub.shard, sub.number)
         {
+            // Replaced by a newer subscription, or the consumer is gone: as AWS, say so.
+            let frame = eventstream::exception(why.code, &why.message);
+            let _ = tx.send(Ok(Bytes::from(frame))).await;
             return;
         }
         changes.borrow_and_update();
@@ -57,11 +65,9 @@ pub(crate) async fn run(state: Arc<State>, sub: Subscription, tx: mpsc::Sender<C
                 return;
             }
         };
-        let heartbeat_due = last_event.is_none_or(|t| t.elapsed() >= config.subscription_heartbeat);
+        let heartbeat_due = last_event.is_none_or(|t| t.elapsed() >= heartbeat);
         if read.records.is_empty() && read.child_shards.is_none() && !heartbeat_due {
-            let wake = last_event
-                .map_or(ends, |t| t + config.subscription_heartbeat)
-                .min(ends);
+            let wake = last_event.map_or(ends, |t| t + heartbeat).min(ends);
             tokio::select! {
                 _ = changes.changed() => {}
                 _ = tokio::time::sleep_until(wake) => {}
@@ -69,11 +75,11 @@ pub(crate) async fn run(state: Arc<State>, sub: Subscription, tx: mpsc::Sender<C
             }
             continue;
         }
-        match state
-            .faults
-            .take_call("Kinesis", "SubscribeToShardEvent")
-            .error
-        {
+        let faults = state.faults.take_call("Kinesis", "SubscribeToShardEvent");
+        if let Some(ms) = faults.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        match faults.error {
             Some(FaultKind::InternalError) => {
                 let _ = tx
                     .send(Err(std::io::Error::new(

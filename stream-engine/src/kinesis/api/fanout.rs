@@ -74,10 +74,7 @@ impl Api<'_> {
     }
 
     /// The stream and the consumer named by a request (ARN, or stream ARN and name).
-    fn consumer_target(
-        &self,
-        req: &ConsumerReq,
-    ) -> Result<ConsumerTarget, ApiError> {
+    fn consumer_target(&self, req: &ConsumerReq) -> Result<ConsumerTarget, ApiError> {
         match (&req.consumer_arn, &req.stream_arn, &req.consumer_name) {
             (Some(arn), _, _) => Ok((self.stream_of_consumer(arn)?, None, Some(arn.clone()))),
             (None, Some(stream), Some(name)) => Ok((

@@ -46,8 +46,11 @@ pub(super) struct Consumer {
     ready_ms: u64,
     /// Per shard: when the last subscription started (real time) and its number.
     subscriptions: BTreeMap<u64, (Instant, u64)>,
-    next_subscription: u64,
 }
+
+/// Subscription numbers, unique in the process (a re-registered consumer's new subscriptions
+/// never look like an old one's).
+static NEXT_SUBSCRIPTION: AtomicU64 = AtomicU64::new(1);
 
 /// One read of a subscription.
 #[derive(Debug)]
@@ -121,7 +124,6 @@ impl StreamHandle {
             created_ms: now,
             ready_ms: now + self.config.consumer_delay.as_millis() as u64,
             subscriptions: BTreeMap::new(),
-            next_subscription: 1,
         };
         let info = self.consumer_info(&consumer);
         consumers.push(consumer);
@@ -168,7 +170,7 @@ impl StreamHandle {
     /// Starts a subscription of consumer `arn` to `shard`: refused with
     /// `ResourceInUseException` while the consumer is not `ACTIVE`, or within `window` of the
     /// last subscription to the same shard. Returns the subscription's number; an older
-    /// subscription of the pair ends (see [`subscription_current`](Self::subscription_current)).
+    /// subscription of the pair ends (see [`subscription_ended`](Self::subscription_ended)).
     pub fn begin_subscription(
         &self,
         arn: &str,
@@ -195,8 +197,7 @@ impl StreamHandle {
                 window.as_secs()
             )));
         }
-        let n = c.next_subscription;
-        c.next_subscription += 1;
+        let n = NEXT_SUBSCRIPTION.fetch_add(1, Ordering::Relaxed);
         c.subscriptions.insert(shard, (Instant::now(), n));
         drop(consumers);
         // Wakes the older subscription of the pair so it ends.
@@ -204,13 +205,19 @@ impl StreamHandle {
         Ok(n)
     }
 
-    /// Whether subscription `n` of consumer `arn` to `shard` is still the current one (the
-    /// consumer exists and no later subscription replaced it).
-    pub fn subscription_current(&self, arn: &str, shard: u64, n: u64) -> bool {
-        self.consumers
-            .lock()
-            .iter()
-            .any(|c| c.arn == arn && c.subscriptions.get(&shard).is_some_and(|(_, m)| *m == n))
+    /// Why subscription `n` of consumer `arn` to `shard` must end, if it must: a later
+    /// subscription replaced it (`ResourceInUseException`) or the consumer is gone
+    /// (`ResourceNotFoundException`).
+    pub fn subscription_ended(&self, arn: &str, shard: u64, n: u64) -> Option<ApiError> {
+        let consumers = self.consumers.lock();
+        match consumers.iter().find(|c| c.arn == arn) {
+            None => Some(self.consumer_not_found(arn)),
+            Some(c) if c.subscriptions.get(&shard).is_some_and(|(_, m)| *m == n) => None,
+            Some(_) => Some(ApiError::in_use(format!(
+                "Another subscription of consumer {arn} to shard {} replaced this one.",
+                shard_id(shard)
+            ))),
+        }
     }
 
     /// A receiver that changes whenever records are appended or consumers change.
