@@ -4,11 +4,10 @@
 //! nothing is lost or delivered twice. Like polling, the task stays at most one batch ahead
 //! of the processor, and a closed shard's end comes with its children.
 
-use crate::discovery::ShardInfo;
 use crate::error::is_transient_code;
+use crate::fetching::{Batch, FetchConfig, StartAt, end_children, fetched};
 use crate::records::Fetched;
-use crate::retrieval::{Batch, FetchConfig, StartAt, children_of};
-use crate::shards::{StreamRef, child_info};
+use crate::shards::StreamRef;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::{
@@ -300,19 +299,7 @@ impl Subscriber {
             };
             let millis_behind = Some(event.millis_behind_latest);
             self.processing.behind(&self.shard_id, millis_behind);
-            let records: Vec<Fetched> = event
-                .records
-                .into_iter()
-                .map(|r| Fetched {
-                    data: bytes::Bytes::from(r.data.into_inner()),
-                    partition_key: r.partition_key.unwrap_or_default(),
-                    explicit_hash_key: None,
-                    sequence_number: r.sequence_number,
-                    arrival: r
-                        .approximate_arrival_timestamp
-                        .and_then(|t| SystemTime::try_from(t).ok()),
-                })
-                .collect();
+            let records: Vec<Fetched> = event.records.into_iter().map(fetched).collect();
             // A closed shard's last event has its children and no continuation (the SDK
             // shows it as ""). No continuation without children is not an end: subscribe
             // again after what was received, as the Java KCL does.
@@ -333,17 +320,11 @@ impl Subscriber {
                 }
                 None => {
                     // The shard's end.
-                    let given: Vec<ShardInfo> = event
-                        .child_shards
-                        .unwrap_or_default()
-                        .iter()
-                        .map(child_info)
-                        .collect();
-                    let children = children_of(
+                    let children = end_children(
                         &self.client,
                         &self.stream,
                         &self.shard_id,
-                        given,
+                        event.child_shards,
                         self.config.call_timeout,
                     )
                     .await;

@@ -127,6 +127,7 @@ mod discovery;
 mod error;
 mod events;
 mod fanout;
+mod fetching;
 mod lease;
 mod lease_item;
 mod lease_table;

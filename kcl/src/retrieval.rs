@@ -2,49 +2,17 @@
 //! ahead of the processor (enhanced fan-out, the other mode, is `fanout.rs`). Throttling backs off with jitter, an expired iterator restarts
 //! after the last record fetched, transient errors are retried.
 
-use crate::discovery::ShardInfo;
 use crate::error::is_transient_code;
+pub(crate) use crate::fetching::{Batch, FetchConfig, StartAt};
+use crate::fetching::{end_children, fetched};
 use crate::records::Fetched;
-use crate::shards::{StreamRef, child_info, list_shards};
+use crate::shards::StreamRef;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_types::DateTime;
-use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// Where reading a shard begins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum StartAt {
-    TrimHorizon,
-    Latest,
-    AtTimestamp(SystemTime),
-    /// At this sequence number (records up to the checkpoint are skipped by the consumer).
-    AtSequence(String),
-    AfterSequence(String),
-}
-
-/// One `GetRecords` answer that carried records, or the end of the shard.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub records: Vec<Fetched>,
-    pub millis_behind: Option<i64>,
-    /// `Some` at the end of the shard: its children.
-    pub end: Option<Vec<ShardInfo>>,
-}
-
-/// How the fetcher reads.
-#[derive(Debug, Clone)]
-pub(crate) struct FetchConfig {
-    pub max_records: i32,
-    pub idle_time: Duration,
-    pub call_timeout: Duration,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Enhanced fan-out through this registered consumer instead of polling.
-    pub consumer_arn: Option<String>,
-}
 
 struct Fetcher {
     processing: std::sync::Arc<crate::consumer_metrics::ProcessingCounters>,
@@ -87,30 +55,6 @@ pub(crate) fn spawn_fetcher(
     };
     let task = tokio::spawn(fetcher.run(start, tx));
     (rx, task)
-}
-
-/// The children of `shard_id` at its end: `given` (from `ChildShards`), or looked up with
-/// `ListShards` for an engine that gives none.
-pub(crate) async fn children_of(
-    client: &Client,
-    stream: &StreamRef,
-    shard_id: &str,
-    given: Vec<ShardInfo>,
-    timeout: Duration,
-) -> Vec<ShardInfo> {
-    if !given.is_empty() {
-        return given;
-    }
-    match list_shards(client, stream, None, 5, timeout).await {
-        Ok(all) => all
-            .into_iter()
-            .filter(|s| s.parents.iter().any(|p| p == shard_id))
-            .collect(),
-        Err(e) => {
-            tracing::warn!(shard = %shard_id, error = %e, "child shards not found");
-            Vec::new()
-        }
-    }
 }
 
 enum Failure {
@@ -244,34 +188,16 @@ impl Fetcher {
             };
             let millis_behind = out.millis_behind_latest;
             self.processing.behind(&self.shard_id, millis_behind);
-            let records: Vec<Fetched> = out
-                .records
-                .into_iter()
-                .map(|r| Fetched {
-                    data: bytes::Bytes::from(r.data.into_inner()),
-                    partition_key: r.partition_key.unwrap_or_default(),
-                    explicit_hash_key: None,
-                    sequence_number: r.sequence_number,
-                    arrival: r
-                        .approximate_arrival_timestamp
-                        .and_then(|t| SystemTime::try_from(t).ok()),
-                })
-                .collect();
+            let records: Vec<Fetched> = out.records.into_iter().map(fetched).collect();
             if let Some(r) = records.last() {
                 last = Some(r.sequence_number.clone());
             }
             let Some(next) = out.next_shard_iterator else {
-                let given = out
-                    .child_shards
-                    .unwrap_or_default()
-                    .iter()
-                    .map(child_info)
-                    .collect();
-                let children = children_of(
+                let children = end_children(
                     &self.client,
                     &self.stream,
                     &self.shard_id,
-                    given,
+                    out.child_shards,
                     self.config.call_timeout,
                 )
                 .await;
