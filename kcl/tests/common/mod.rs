@@ -185,8 +185,18 @@ pub async fn raw_items(engine: &Engine, table: &str) -> Vec<HashMap<String, Attr
             .consistent_read(true)
             .set_exclusive_start_key(start)
             .send()
-            .await
-            .expect("scan");
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            // The workers have not created the table yet: nothing in it.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return out;
+            }
+            Err(e) => panic!("scan: {e:?}"),
+        };
         out.extend(page.items().iter().cloned());
         match page.last_evaluated_key {
             Some(k) if !k.is_empty() => start = Some(k),
